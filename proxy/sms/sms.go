@@ -1,6 +1,3 @@
-// Package sms holds the domain types of one text message and the pure functions that normalise it:
-// phone numbers, sender classification, GSM-7/UCS-2 encoding and segment counts, and templates.
-// It depends on no other smsproxy package.
 package sms
 
 import (
@@ -69,19 +66,22 @@ type TemplateRef struct {
 
 // Message is one normalised outbound message as it flows through Submit.
 type Message struct {
-	ID             string
-	App            string
-	To             Phone
-	From           Sender
-	Body           string
+	ID   string
+	App  string
+	To   Phone
+	From Sender
+	Body string
+	// Template is the template the body was rendered from, with Locale set to the locale
+	// used; nil for a body given as text.
 	Template       *TemplateRef
 	Category       Category
 	DeviceID       string
 	Metadata       map[string]string
 	IdempotencyKey string
-	Encoding       Encoding
-	Segments       int
-	CreatedAt      time.Time
+	// Encoding and Segments are computed from Body by Encode.
+	Encoding  Encoding
+	Segments  int
+	CreatedAt time.Time
 }
 
 // Error is a validation error with a stable code an app can branch on.
