@@ -1,0 +1,329 @@
+// Package config loads and validates smsproxy's configuration file and the region data it points at.
+// Loading is two steps, as elsewhere in smsproxy: Load decodes strictly (an unknown key is an error that
+// names it) and Validate checks every value, naming the key at fault.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DevAPIKey is the API key of the built-in "dev" app that the defaults configure, so that a newcomer can
+// send a message without writing a config file. A config file that declares apps replaces it.
+const DevAPIKey = "smsproxy-dev-key"
+
+// Config is the whole configuration of one regional proxy.
+type Config struct {
+	// Region names the region data to load, e.g. "dev" or "sg".
+	Region string `yaml:"region"`
+	// Listen is the HTTP address of the app-facing API.
+	Listen string `yaml:"listen"`
+	// DataDir holds the SQLite file and the simulator's state.
+	DataDir string `yaml:"data_dir"`
+	// RegionsDir, when set, is read instead of the embedded region data (it holds <region>/*.yaml).
+	RegionsDir string `yaml:"regions_dir"`
+	// PoliciesDir, when set, is read instead of the embedded policies and watched for changes.
+	PoliciesDir string `yaml:"policies_dir"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests and dispatches.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Log sets the log level and format.
+	Log Log `yaml:"log"`
+	// Apps are the applications allowed to send, each with its API key.
+	Apps []App `yaml:"apps"`
+	// Providers overrides the region's provider settings, e.g. a simulator's receipt delay.
+	Providers map[string]ProviderOverride `yaml:"providers"`
+	// Limits configures the limiter.
+	Limits Limits `yaml:"limits"`
+	// Store configures the message store.
+	Store Store `yaml:"store"`
+	// Dispatch configures how accepted messages reach providers.
+	Dispatch Dispatch `yaml:"dispatch"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json or text.
+	Format string `yaml:"format"`
+}
+
+// App is one application allowed to send through the proxy.
+type App struct {
+	// Name identifies the app in records; an app sees only its own messages.
+	Name string `yaml:"name"`
+	// KeySHA256 is the hex SHA-256 of the app's API key. Exactly one of KeySHA256 and Key is set.
+	KeySHA256 string `yaml:"key_sha256"`
+	// Key is a reference to the API key itself (env or file); it is hashed on load and never kept.
+	Key *Secret `yaml:"key"`
+}
+
+// ProviderOverride changes a region provider's settings for this deployment.
+type ProviderOverride struct {
+	// Config is merged key by key over the region's config for the provider.
+	Config map[string]any `yaml:"config"`
+	// Disabled removes the provider from every route.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Limits configures the in-process limiter.
+type Limits struct {
+	// Keys bounds how many limit keys are kept in memory (least recently used are dropped).
+	Keys int `yaml:"keys"`
+}
+
+// Store configures the embedded SQLite store.
+type Store struct {
+	// Path is the SQLite file; relative paths are under DataDir.
+	Path string `yaml:"path"`
+	// MaxBatch bounds how many writes share one commit.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+// Dispatch configures the hand-off to providers.
+type Dispatch struct {
+	// Timeout bounds one Send call to a provider.
+	Timeout Duration `yaml:"timeout"`
+	// MaxAttempts bounds how often a message is tried before it fails for good.
+	MaxAttempts int `yaml:"max_attempts"`
+	// BreakerFailures is how many consecutive failures open a provider's circuit.
+	BreakerFailures int `yaml:"breaker_failures"`
+	// BreakerOpenFor is how long an open circuit stays open before one probe is let through.
+	BreakerOpenFor Duration `yaml:"breaker_open_for"`
+}
+
+// Default returns the configuration used when no file is given: region dev on 127.0.0.1:8080 with
+// data under ./data and one app "dev" whose key is DevAPIKey.
+func Default() Config {
+	sum := sha256.Sum256([]byte(DevAPIKey))
+	return Config{
+		Region:          "dev",
+		Listen:          "127.0.0.1:8080",
+		DataDir:         "./data",
+		ShutdownTimeout: Duration(15 * time.Second),
+		Log:             Log{Level: "info", Format: "json"},
+		Apps:            []App{{Name: "dev", KeySHA256: hex.EncodeToString(sum[:])}},
+		Limits:          Limits{Keys: 1_000_000},
+		Store:           Store{Path: "smsproxy.db", MaxBatch: 512},
+		Dispatch: Dispatch{
+			Timeout:         Duration(5 * time.Second),
+			MaxAttempts:     8,
+			BreakerFailures: 5,
+			BreakerOpenFor:  Duration(10 * time.Second),
+		},
+	}
+}
+
+// Load reads a YAML config file over the defaults. Unknown keys are refused. The result is validated.
+func Load(path string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, &Error{Key: path, Msg: err.Error()}
+	}
+	return Parse(raw)
+}
+
+// Parse decodes YAML config text over the defaults and validates it. Apps declared in the text replace
+// the built-in dev app.
+func Parse(raw []byte) (Config, error) {
+	c := Default()
+	c.Apps = nil
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, &Error{Key: "config", Msg: yamlMessage(err)}
+	}
+	if len(c.Apps) == 0 {
+		c.Apps = Default().Apps
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks every value and returns all problems found, each naming its key.
+func (c *Config) Validate() error {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !validName(c.Region) {
+		add("region", "must be a lower-case name such as dev or sg, got %q", c.Region)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "must be host:port: %v", err)
+	}
+	if c.DataDir == "" {
+		add("data_dir", "must not be empty")
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout", "must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		add("log.format", "must be json or text, got %q", c.Log.Format)
+	}
+	names := map[string]bool{}
+	hashes := map[string]bool{}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		key := fmt.Sprintf("apps[%d]", i)
+		if !validName(a.Name) {
+			add(key+".name", "must be a name of lower-case letters, digits, - and _, got %q", a.Name)
+		}
+		if names[a.Name] {
+			add(key+".name", "app %q is declared twice", a.Name)
+		}
+		names[a.Name] = true
+		switch {
+		case a.Key != nil && a.KeySHA256 != "":
+			add(key, "set key or key_sha256, not both")
+		case a.Key != nil:
+			v, err := a.Key.Resolve()
+			if err != nil {
+				add(key+".key", "%v", err)
+				continue
+			}
+			if len(v) < 16 {
+				add(key+".key", "an API key must be at least 16 characters")
+				continue
+			}
+			sum := sha256.Sum256([]byte(v))
+			a.KeySHA256, a.Key = hex.EncodeToString(sum[:]), nil
+		case a.KeySHA256 == "":
+			add(key, "needs key_sha256 or key")
+			continue
+		}
+		a.KeySHA256 = strings.ToLower(a.KeySHA256)
+		if b, err := hex.DecodeString(a.KeySHA256); err != nil || len(b) != sha256.Size {
+			add(key+".key_sha256", "must be 64 hex characters (the SHA-256 of the key)")
+		} else if hashes[a.KeySHA256] {
+			add(key+".key_sha256", "two apps share one API key")
+		}
+		hashes[a.KeySHA256] = true
+	}
+	if c.Limits.Keys < 1000 {
+		add("limits.keys", "must be at least 1000, got %d", c.Limits.Keys)
+	}
+	if c.Store.Path == "" {
+		add("store.path", "must not be empty")
+	}
+	if c.Store.MaxBatch < 1 || c.Store.MaxBatch > 10000 {
+		add("store.max_batch", "must be between 1 and 10000, got %d", c.Store.MaxBatch)
+	}
+	if c.Dispatch.Timeout <= 0 {
+		add("dispatch.timeout", "must be positive")
+	}
+	if c.Dispatch.MaxAttempts < 1 {
+		add("dispatch.max_attempts", "must be at least 1")
+	}
+	if c.Dispatch.BreakerFailures < 1 {
+		add("dispatch.breaker_failures", "must be at least 1")
+	}
+	if c.Dispatch.BreakerOpenFor <= 0 {
+		add("dispatch.breaker_open_for", "must be positive")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// StorePath is the SQLite file's path with a relative path placed under DataDir.
+func (c *Config) StorePath() string {
+	if strings.HasPrefix(c.Store.Path, "/") {
+		return c.Store.Path
+	}
+	return strings.TrimSuffix(c.DataDir, "/") + "/" + c.Store.Path
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// yamlMessage turns yaml.v3's type errors ("field x not found in type config.Config") into key names.
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error()
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if i := strings.Index(m, "field "); i >= 0 && strings.Contains(m, " not found in type ") {
+			rest := m[i+len("field "):]
+			field := rest[:strings.Index(rest, " not found")]
+			m = m[:i] + "unknown key " + field
+		}
+		msgs = append(msgs, m)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Error is one configuration problem, naming the key at fault.
+type Error struct {
+	Key string
+	Msg string
+}
+
+// Error returns "key: problem".
+func (e *Error) Error() string { return e.Key + ": " + e.Msg }
+
+// Code is the stable error code of every configuration problem.
+func (e *Error) Code() string { return "invalid_config" }
+
+// Errors is every problem Validate found.
+type Errors []*Error
+
+// Error joins the problems one per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Duration is a time.Duration written as a Go duration string ("15s") in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: a duration such as 15s is expected", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration such as 15s", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
