@@ -5,6 +5,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -18,7 +19,8 @@ type Provider interface {
 	Send(ctx context.Context, reqs []SendRequest) ([]SendResult, error)
 	// Receive streams delivery receipts and inbound messages to handle until ctx ends or the stream
 	// breaks. An event is acknowledged to the provider only when handle returns nil; an event that
-	// was not acknowledged is delivered again, so handle must be idempotent.
+	// was not acknowledged is delivered again, so handle must be idempotent. The host may call
+	// handle for several events at once, so it must be safe for concurrent use.
 	Receive(ctx context.Context, handle func(Event) error) error
 }
 
@@ -97,4 +99,75 @@ type Event struct {
 	To   string
 	Body string
 	At   time.Time
+}
+
+// Configurer is an optional ability of a Provider served as a plugin: Serve calls Configure with the
+// host's configuration (JSON bytes) after every start of the plugin process, before any other call.
+type Configurer interface {
+	Configure(config []byte) error
+}
+
+// Stable error codes of the plugin machinery. A provider may use codes of its own in Error.
+const (
+	// CodeUnavailable means the plugin process is down, restarting or went away during the call.
+	// The call may not have reached the provider; retrying it (same idempotency keys) is safe.
+	CodeUnavailable = "plugin_unavailable"
+	// CodeTimeout means the caller's deadline passed before the plugin answered.
+	CodeTimeout = "plugin_timeout"
+	// CodeClosed means the plugin was closed by the host.
+	CodeClosed = "plugin_closed"
+	// CodeStart means the plugin process could not be started or refused the handshake.
+	CodeStart = "plugin_start_failed"
+	// CodeChecksum means the plugin binary's sha256 differs from LaunchConfig.Checksum.
+	CodeChecksum = "plugin_checksum_mismatch"
+	// CodeInvalidConfig means the provider refused its configuration.
+	CodeInvalidConfig = "invalid_config"
+	// CodeNotConfigurable means the host sent configuration to a provider that takes none.
+	CodeNotConfigurable = "not_configurable"
+	// CodeProvider is a provider failure that carried no code of its own.
+	CodeProvider = "provider_error"
+	// CodeProtocol means the plugin broke the protocol, e.g. returned the wrong number of results.
+	CodeProtocol = "plugin_protocol"
+	// CodeBatchTooLarge means a Send batch exceeded Capabilities.MaxBatch.
+	CodeBatchTooLarge = "batch_too_large"
+)
+
+// Error is a failed provider or plugin call with a stable code. Providers return it to keep the
+// code and the retry hint across the plugin boundary; the host returns it for plugin failures.
+type Error struct {
+	// Code is stable across releases, e.g. "plugin_unavailable".
+	Code string
+	// Message is a sentence for a person; it must not hold a phone number, body or secret.
+	Message string
+	// Retryable tells whether the same call may succeed if made again.
+	Retryable bool
+	// Err is the cause, if any; it stays in the process that created the Error.
+	Err error
+}
+
+// Error returns the code and the sentence.
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsRetryable reports whether err, or an error it wraps, is an *Error marked retryable: the call
+// may succeed if made again, here after the plugin restarts or at another provider.
+func IsRetryable(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Retryable
+}
+
+// ErrorCode returns the stable code of err if it is or wraps an *Error, and "" otherwise.
+func ErrorCode(err error) string {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
