@@ -1,0 +1,241 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/sqlite/*.sql
+var sqliteMigrations embed.FS
+
+// Defaults for Options.
+const (
+	DefaultMaxBatch         = 512
+	DefaultReadConns        = 4
+	DefaultCorrelationCache = 100_000
+	DefaultBusyTimeout      = 5 * time.Second
+)
+
+// Options tune a store. The zero value is valid.
+type Options struct {
+	// MaxBatch is the largest number of operations committed in one transaction; 0 means 512.
+	MaxBatch int
+	// ReadConns is the number of read-only connections; 0 means 4.
+	ReadConns int
+	// CorrelationCache is the number of provider message ids kept in memory for receipts;
+	// 0 means 100,000 and a negative value turns the cache off.
+	CorrelationCache int
+	// BusyTimeout is how long a connection waits for a lock held by another; 0 means 5 s.
+	BusyTimeout time.Duration
+	// Logger receives the store's own events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.MaxBatch < 0:
+		return &Error{Code: CodeInvalidOptions, Message: "MaxBatch must not be negative"}
+	case o.ReadConns < 0:
+		return &Error{Code: CodeInvalidOptions, Message: "ReadConns must not be negative"}
+	case o.BusyTimeout < 0:
+		return &Error{Code: CodeInvalidOptions, Message: "BusyTimeout must not be negative"}
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.ReadConns == 0 {
+		o.ReadConns = DefaultReadConns
+	}
+	if o.CorrelationCache == 0 {
+		o.CorrelationCache = DefaultCorrelationCache
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// SQLite is the embedded store: one SQLite database file in WAL mode with synchronous=FULL, written
+// by a single group-committing writer and read through a pool of read-only connections.
+type SQLite struct {
+	log   *slog.Logger
+	wdb   *sql.DB
+	wconn *sql.Conn
+	w     *sqliteWriteStmts
+	gc    *groupCommitter
+	rdb   *sql.DB
+	r     *sqliteReadStmts
+	corr  *lru.Cache[string, correlation] // nil when off
+
+	closed    atomic.Bool // set first thing in Close; reads check it
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Store = (*SQLite)(nil)
+
+// correlation is what a provider message id resolves to. It never changes once written.
+type correlation struct {
+	messageID string
+	app       string
+}
+
+// OpenSQLite opens or creates the database at path, applies pending migrations and starts the writer.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || strings.Contains(path, ":memory:") {
+		return nil, &Error{Code: CodeInvalidArgument, Message: "the database path must be a plain file path"}
+	}
+	ms, err := loadMigrations(sqliteMigrations, "migrations/sqlite")
+	if err != nil {
+		return nil, &Error{Code: CodeMigrationFailed, Message: err.Error()}
+	}
+	busy := strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)
+	common := "_busy_timeout=" + busy + "&_foreign_keys=1"
+	s := &SQLite{log: opts.Logger}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeDBs()
+		}
+	}()
+
+	// temp_store=MEMORY keeps the savepoint journal of each grouped operation in memory; on a
+	// temporary file it costs a write system call per page and halves throughput.
+	s.wdb, err = sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_pragma=temp_store(MEMORY)")
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	s.wconn, err = s.wdb.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	var mode string
+	if err := s.wconn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return nil, &Error{Code: CodeInvalidArgument, Message: "the database cannot use WAL mode (journal_mode is " + mode + ")"}
+	}
+	applied, err := migrate(ctx, s.wconn, ms)
+	if err != nil {
+		return nil, err
+	}
+	if applied > 0 {
+		s.log.Info("store schema migrated", "applied", applied, "version", len(ms))
+	}
+	if s.w, err = prepareSQLiteWrite(ctx, s.wconn); err != nil {
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+
+	s.rdb, err = sql.Open("sqlite", path+"?"+common+"&_query_only=1")
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.rdb.SetMaxOpenConns(opts.ReadConns)
+	s.rdb.SetMaxIdleConns(opts.ReadConns)
+	s.rdb.SetConnMaxIdleTime(0)
+	s.rdb.SetConnMaxLifetime(0)
+	if s.r, err = prepareSQLiteRead(ctx, s.rdb); err != nil {
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+	if opts.CorrelationCache > 0 {
+		s.corr, _ = lru.New[string, correlation](opts.CorrelationCache)
+	}
+	s.gc = newGroupCommitter(s.w, opts.MaxBatch, s.log)
+	ok = true
+	return s, nil
+}
+
+// Close commits the writes already queued, stops the writer and closes the database. Calls made
+// after Close return ErrClosed.
+func (s *SQLite) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.gc.close()
+		s.closeErr = s.closeDBs()
+	})
+	return s.closeErr
+}
+
+func (s *SQLite) closeDBs() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.close())
+	}
+	if s.wconn != nil {
+		errs = append(errs, s.wconn.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Commits returns the number of write transactions committed since Open.
+func (s *SQLite) Commits() uint64 { return s.gc.commits.Load() }
+
+// isUniqueViolation reports whether err is a primary key or unique constraint failure.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code()
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
