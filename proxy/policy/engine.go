@@ -1,0 +1,93 @@
+package policy
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Engine answers decisions from the current policy revision and replaces it atomically.
+// Decide never blocks on a reload: a reload compiles and tests the new bundle aside and swaps
+// it in only when it is good. It is safe for concurrent use.
+type Engine struct {
+	current  atomic.Pointer[Prepared]
+	log      *slog.Logger
+	reloadMu sync.Mutex // one reload at a time, so revisions are logged in order
+}
+
+// NewEngine returns an engine answering from p, which may be nil until the first Swap or Reload.
+// A nil logger uses slog.Default().
+func NewEngine(p *Prepared, logger *slog.Logger) *Engine {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	e := &Engine{log: logger}
+	if p != nil {
+		e.current.Store(p)
+	}
+	return e
+}
+
+// Decide evaluates the current policy for one message.
+func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	p := e.current.Load()
+	if p == nil {
+		return Decision{}, newError(CodeNotLoaded, "no policy is loaded", nil)
+	}
+	return p.Decide(ctx, in)
+}
+
+// Current returns the policy in use, or nil when none is loaded.
+func (e *Engine) Current() *Prepared { return e.current.Load() }
+
+// Revision returns the revision of the policy in use, or "" when none is loaded.
+func (e *Engine) Revision() string {
+	if p := e.current.Load(); p != nil {
+		return p.revision
+	}
+	return ""
+}
+
+// Swap makes p the policy in use. A nil p is ignored: an engine never goes back to having no policy.
+func (e *Engine) Swap(p *Prepared) {
+	if p == nil {
+		return
+	}
+	old := e.current.Swap(p)
+	e.log.Info("policy swapped", "old_revision", revisionOf(old), "new_revision", p.revision, "tests", p.tests)
+}
+
+// Reload loads a bundle, compiles it and runs its tests, and swaps it in only on success.
+// On failure it logs one error line, keeps the current policy and returns the error.
+// A bundle whose revision is already in use is not recompiled.
+func (e *Engine) Reload(ctx context.Context, load func() (Bundle, error)) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	old := e.current.Load()
+	b, err := load()
+	if err != nil {
+		e.log.Error("policy reload failed; keeping the current policy",
+			"revision", revisionOf(old), "code", ErrorCode(err), "error", err)
+		return err
+	}
+	if old != nil && old.revision == b.Revision {
+		e.log.Debug("policy unchanged", "revision", b.Revision)
+		return nil
+	}
+	p, err := Compile(ctx, b)
+	if err != nil {
+		e.log.Error("policy reload refused; keeping the current policy",
+			"revision", revisionOf(old), "refused_revision", b.Revision, "code", ErrorCode(err), "error", err)
+		return err
+	}
+	e.Swap(p)
+	return nil
+}
+
+func revisionOf(p *Prepared) string {
+	if p == nil {
+		return ""
+	}
+	return p.revision
+}

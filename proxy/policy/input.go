@@ -1,0 +1,149 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/smsproxy/smsproxy/proxy/sms"
+)
+
+// Input is what the policy sees of one message, as the Rego document input.
+type Input struct {
+	// App is the name of the sending app.
+	App string
+	// Message is the normalised message.
+	Message MessageInput
+	// Now is the decision time; it is given to Rego as input.now in Unix seconds and left out when zero.
+	Now time.Time
+}
+
+// MessageInput is the normalised message as the policy sees it (input.message).
+type MessageInput struct {
+	To             string
+	Country        string
+	CallingCode    int
+	NumberType     string
+	From           string
+	SenderKind     string
+	Category       string
+	Body           string
+	Encoding       string
+	Segments       int
+	TemplateID     string
+	TemplateLocale string
+	DeviceID       string
+}
+
+// NewInput describes a normalised message for the policy.
+func NewInput(m *sms.Message, now time.Time) *Input {
+	in := &Input{
+		App: m.App,
+		Now: now,
+		Message: MessageInput{
+			To:          m.To.E164,
+			Country:     m.To.Country,
+			CallingCode: m.To.CallingCode,
+			NumberType:  m.To.Type,
+			From:        m.From.ID,
+			SenderKind:  string(m.From.Kind),
+			Category:    string(m.Category),
+			Body:        m.Body,
+			Encoding:    string(m.Encoding),
+			Segments:    m.Segments,
+			DeviceID:    m.DeviceID,
+		},
+	}
+	if m.Template != nil {
+		in.Message.TemplateID = m.Template.ID
+		in.Message.TemplateLocale = m.Template.Locale
+	}
+	return in
+}
+
+// Interned keys of the input document.
+var (
+	keyApp         = ast.InternedTerm("app")
+	keyNow         = ast.InternedTerm("now")
+	keyMessage     = ast.InternedTerm("message")
+	keyTo          = ast.InternedTerm("to")
+	keyCountry     = ast.InternedTerm("country")
+	keyCallingCode = ast.InternedTerm("calling_code")
+	keyNumberType  = ast.InternedTerm("number_type")
+	keyFrom        = ast.InternedTerm("from")
+	keySenderKind  = ast.InternedTerm("sender_kind")
+	keyCategory    = ast.InternedTerm("category")
+	keyBody        = ast.InternedTerm("body")
+	keyEncoding    = ast.InternedTerm("encoding")
+	keySegments    = ast.InternedTerm("segments")
+	keyTemplate    = ast.InternedTerm("template")
+	keyID          = ast.InternedTerm("id")
+	keyLocale      = ast.InternedTerm("locale")
+	keyDeviceID    = ast.InternedTerm("device_id")
+)
+
+// str returns a string term, sharing the interned term for common values such as "" or "otp".
+func str(s string) *ast.Term {
+	return ast.InternedTerm(s)
+}
+
+// Value builds the Rego input document directly as an AST value, with no JSON round trip.
+func (in *Input) Value() ast.Value {
+	m := &in.Message
+	msg := make([][2]*ast.Term, 0, 13)
+	msg = append(msg,
+		[2]*ast.Term{keyTo, str(m.To)},
+		[2]*ast.Term{keyCountry, str(m.Country)},
+		[2]*ast.Term{keyCallingCode, ast.InternedTerm(m.CallingCode)},
+		[2]*ast.Term{keyNumberType, str(m.NumberType)},
+		[2]*ast.Term{keyFrom, str(m.From)},
+		[2]*ast.Term{keySenderKind, str(m.SenderKind)},
+		[2]*ast.Term{keyCategory, str(m.Category)},
+		[2]*ast.Term{keyBody, str(m.Body)},
+		[2]*ast.Term{keyEncoding, str(m.Encoding)},
+		[2]*ast.Term{keySegments, ast.InternedTerm(m.Segments)},
+		[2]*ast.Term{keyDeviceID, str(m.DeviceID)},
+	)
+	if m.TemplateID != "" {
+		tpl := ast.NewObject(
+			[2]*ast.Term{keyID, str(m.TemplateID)},
+			[2]*ast.Term{keyLocale, str(m.TemplateLocale)},
+		)
+		msg = append(msg, [2]*ast.Term{keyTemplate, ast.NewTerm(tpl)})
+	}
+	top := make([][2]*ast.Term, 0, 3)
+	top = append(top,
+		[2]*ast.Term{keyApp, str(in.App)},
+		[2]*ast.Term{keyMessage, ast.NewTerm(ast.NewObject(msg...))},
+	)
+	if !in.Now.IsZero() {
+		top = append(top, [2]*ast.Term{keyNow, ast.InternedTerm(in.Now.Unix())})
+	}
+	return ast.NewObject(top...)
+}
+
+// Map returns the input document as Go values, the shape rego.EvalInput and encoding/json take.
+func (in *Input) Map() map[string]any {
+	m := &in.Message
+	msg := map[string]any{
+		"to":           m.To,
+		"country":      m.Country,
+		"calling_code": m.CallingCode,
+		"number_type":  m.NumberType,
+		"from":         m.From,
+		"sender_kind":  m.SenderKind,
+		"category":     m.Category,
+		"body":         m.Body,
+		"encoding":     m.Encoding,
+		"segments":     m.Segments,
+		"device_id":    m.DeviceID,
+	}
+	if m.TemplateID != "" {
+		msg["template"] = map[string]any{"id": m.TemplateID, "locale": m.TemplateLocale}
+	}
+	doc := map[string]any{"app": in.App, "message": msg}
+	if !in.Now.IsZero() {
+		doc["now"] = in.Now.Unix()
+	}
+	return doc
+}

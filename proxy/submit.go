@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/smsproxy/smsproxy/plugins/provider"
+	"github.com/smsproxy/smsproxy/proxy/limit"
+	"github.com/smsproxy/smsproxy/proxy/policy"
+	"github.com/smsproxy/smsproxy/proxy/route"
+	"github.com/smsproxy/smsproxy/proxy/sms"
+	"github.com/smsproxy/smsproxy/proxy/store"
+)
+
+// Submit takes one message from an app through every step: normalise, gather facts, decide, reserve
+// limits, record durably, dispatch. It returns once the message is on disk (sms.Accepted) or with an
+// *Error that says why it was refused. Read it top to bottom: the data only moves down.
+func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accepted, error) {
+	now := p.now()
+	rt := p.runtime()
+
+	// A repeated Idempotency-Key gets the original answer, whatever the policy or limits say now.
+	if d.IdempotencyKey != "" {
+		if prev, ok, err := p.store.FindIdempotent(ctx, app, d.IdempotencyKey); err != nil {
+			return sms.Accepted{}, unavailable("store_unavailable", err)
+		} else if ok {
+			if prev.RequestHash != requestHash(d) {
+				return sms.Accepted{}, conflict()
+			}
+			return replay(prev), nil
+		}
+	}
+
+	// 1 normalize: E.164 and country, sender type, template, encoding and segments.
+	msg, err := sms.Normalize(d, rt.templates)
+	if err != nil {
+		return sms.Accepted{}, err
+	}
+	msg.ID = newMessageID(now)
+	msg.CreatedAt = now
+
+	// 2 facts: nothing beyond the message yet; opt-outs and consent join here.
+
+	// 3 decide.
+	in := policyInput(app, &msg, now)
+	dec, err := p.policy.Decide(ctx, &in)
+	if err != nil {
+		p.log.Error("policy evaluation failed", "err", err, "revision", p.policy.Revision())
+		return sms.Accepted{}, unavailable("policy_unavailable", err)
+	}
+	masks := maskSet(dec.Masks)
+	if !dec.Allow {
+		p.refuse(ctx, &msg, masks, dec.Reasons)
+		return sms.Accepted{}, refused(dec.Reasons)
+	}
+	applyObligations(&msg, dec.Obligations)
+
+	// 4 limit: every limit the decision named, all or none.
+	limits, err := toLimits(dec.Limits)
+	if err != nil {
+		p.log.Error("policy declared an invalid limit", "err", err, "revision", p.policy.Revision())
+		return sms.Accepted{}, unavailable("policy_unavailable", err)
+	}
+	res, denied := p.limiter.Reserve(now, limits)
+	if denied != nil {
+		l := dec.Limits[denied.Index]
+		reason := policy.Reason{Code: l.Code, Message: l.Message, Rule: "limit " + limitName(l.Key)}
+		p.refuse(ctx, &msg, masks, []policy.Reason{reason})
+		return sms.Accepted{}, limited(reason, denied.RetryAfter)
+	}
+
+	// 5 record: message, audit event and outbox row in one commit.
+	providers := dec.Route.Providers
+	if len(providers) == 0 {
+		providers = rt.region.Countries[msg.To.Country].Providers
+	}
+	providers = p.usable(providers)
+	item := route.Item{
+		Req: provider.SendRequest{
+			MessageID:      msg.ID,
+			IdempotencyKey: msg.ID,
+			To:             msg.To.E164,
+			From:           msg.From.ID,
+			SenderKind:     string(msg.From.Kind),
+			Body:           msg.Body,
+			Encoding:       string(msg.Encoding),
+			Segments:       msg.Segments,
+			Country:        msg.To.Country,
+			Category:       string(msg.Category),
+		},
+		Country:   msg.To.Country,
+		Providers: providers,
+	}
+	payload, err := json.Marshal(outboxPayload{Req: item.Req, Providers: providers})
+	if err != nil {
+		res.Cancel()
+		return sms.Accepted{}, unavailable("internal", err)
+	}
+	acc, err := p.store.Accept(ctx, store.Accepted{
+		ID:             msg.ID,
+		App:            app,
+		IdempotencyKey: msg.IdempotencyKey,
+		RequestHash:    requestHash(d),
+		ToMasked:       mask(masks["to"], msg.To.E164),
+		Country:        msg.To.Country,
+		Sender:         msg.From.ID,
+		SenderKind:     string(msg.From.Kind),
+		Category:       string(msg.Category),
+		Body:           mask(masks["body"], msg.Body),
+		Encoding:       string(msg.Encoding),
+		Segments:       msg.Segments,
+		Detail:         detailJSON(&msg, providers),
+		Audit:          auditJSON(&msg, masks, p.policy.Revision(), dec.Reasons),
+		Payload:        payload,
+		CreatedAt:      now,
+	})
+	if err != nil {
+		res.Cancel()
+		if store.CodeOf(err) == store.CodeIdempotencyConflict {
+			return sms.Accepted{}, conflict()
+		}
+		return sms.Accepted{}, unavailable("store_unavailable", err)
+	}
+	if acc.Duplicate {
+		// Another request with the same key won the race; answer as it was answered.
+		res.Cancel()
+		prev, err := p.store.Get(ctx, app, acc.ID)
+		if err != nil {
+			return sms.Accepted{}, unavailable("store_unavailable", err)
+		}
+		return replay(prev), nil
+	}
+
+	// 6 dispatch: hand the message to the dispatcher; the outbox row covers a crash from here on.
+	p.dispatch(item)
+
+	first := ""
+	if len(providers) > 0 {
+		first = providers[0]
+	}
+	return sms.Accepted{
+		ID:       msg.ID,
+		Status:   store.StatusAccepted,
+		Encoding: msg.Encoding,
+		Segments: msg.Segments,
+		Provider: first,
+		Country:  msg.To.Country,
+	}, nil
+}
+
+// outboxPayload is what the outbox keeps to dispatch a message after a restart.
+type outboxPayload struct {
+	Req       provider.SendRequest `json:"req"`
+	Providers []string             `json:"providers"`
+}
+
+// refuse records the audit event of a refused message. A failure to record is logged, not returned:
+// the app is told about the refusal either way.
+func (p *Proxy) refuse(ctx context.Context, msg *sms.Message, masks map[string]string, reasons []policy.Reason) {
+	data := auditJSON(msg, masks, p.policy.Revision(), reasons)
+	if err := p.store.Refuse(ctx, store.Refused{MessageID: msg.ID, App: msg.App, Data: data, At: msg.CreatedAt}); err != nil {
+		p.log.Error("cannot record a refusal", "err", err)
+	}
+}
+
+func policyInput(app string, msg *sms.Message, now time.Time) policy.Input {
+	in := policy.Input{
+		App: app,
+		Now: now,
+		Message: policy.MessageInput{
+			To:          msg.To.E164,
+			Country:     msg.To.Country,
+			CallingCode: msg.To.CallingCode,
+			NumberType:  msg.To.Type,
+			From:        msg.From.ID,
+			SenderKind:  string(msg.From.Kind),
+			Category:    string(msg.Category),
+			Body:        msg.Body,
+			Encoding:    string(msg.Encoding),
+			Segments:    msg.Segments,
+			DeviceID:    msg.DeviceID,
+		},
+	}
+	if msg.Template != nil {
+		in.Message.TemplateID = msg.Template.ID
+		in.Message.TemplateLocale = msg.Template.Locale
+	}
+	return in
+}
+
+// applyObligations makes the changes the decision requires before sending.
+func applyObligations(msg *sms.Message, obs []policy.Obligation) {
+	changed := false
+	for _, o := range obs {
+		switch o.Kind {
+		case "append_footer":
+			if o.Value != "" && !strings.Contains(msg.Body, o.Value) {
+				msg.Body = strings.TrimRight(msg.Body, " \n") + " " + o.Value
+				changed = true
+			}
+		}
+	}
+	if changed {
+		seg := sms.Encode(msg.Body)
+		msg.Encoding, msg.Segments = seg.Encoding, seg.Segments
+	}
+}
+
+func toLimits(ls []policy.Limit) ([]limit.Limit, error) {
+	out := make([]limit.Limit, len(ls))
+	for i, l := range ls {
+		d, err := time.ParseDuration(l.Period)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = limit.Limit{Key: l.Key, Rate: l.Rate, Period: d, Burst: l.Burst}
+	}
+	return out, nil
+}
+
+// limitName is a limit key without the part after its last colon, which may hold a phone number or
+// a device id (e.g. "otp:to:+65…" → "otp:to").
+func limitName(key string) string {
+	if i := strings.LastIndexByte(key, ':'); i > 0 {
+		return key[:i]
+	}
+	return key
+}
+
+func maskSet(ms []policy.Mask) map[string]string {
+	out := map[string]string{"to": "phone"}
+	for _, m := range ms {
+		out[m.Field] = m.Style
+	}
+	return out
+}
+
+// mask applies one mask style. An unknown style masks fully: a policy typo must not leak data.
+func mask(style, v string) string {
+	switch style {
+	case "none":
+		return v
+	case "phone":
+		return sms.MaskPhone(v)
+	case "last4":
+		return sms.MaskKeepLast(v, 4)
+	default:
+		return sms.MaskAll(v)
+	}
+}
+
+// requestHash identifies a request's content so that a reused Idempotency-Key with other content is
+// told apart from a retry.
+func requestHash(d sms.Draft) string {
+	h := sha256.New()
+	w := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
+	w(d.To)
+	w(d.From)
+	w(d.Body)
+	w(d.Category)
+	w(d.DeviceID)
+	if d.Template != nil {
+		w(d.Template.ID)
+		w(d.Template.Locale)
+		keys := make([]string, 0, len(d.Template.Params))
+		for k := range d.Template.Params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			w(k)
+			w(d.Template.Params[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func replay(prev store.MessageView) sms.Accepted {
+	return sms.Accepted{
+		ID:        prev.ID,
+		Status:    prev.Status,
+		Encoding:  sms.Encoding(prev.Encoding),
+		Segments:  prev.Segments,
+		Provider:  prev.Provider,
+		Country:   prev.Country,
+		Duplicate: true,
+	}
+}
+
+func detailJSON(msg *sms.Message, providers []string) []byte {
+	d := map[string]any{"providers": providers}
+	if msg.Template != nil {
+		d["template"] = msg.Template.ID
+		d["locale"] = msg.Template.Locale
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+// auditJSON is the masked data of an accepted or refused message's audit event.
+func auditJSON(msg *sms.Message, masks map[string]string, revision string, reasons []policy.Reason) []byte {
+	ev := map[string]any{
+		"to":              mask(masks["to"], msg.To.E164),
+		"country":         msg.To.Country,
+		"from":            msg.From.ID,
+		"category":        msg.Category,
+		"segments":        msg.Segments,
+		"encoding":        msg.Encoding,
+		"policy_revision": revision,
+	}
+	if len(reasons) > 0 {
+		ev["reasons"] = reasons
+	}
+	if msg.Template != nil {
+		ev["template"] = msg.Template.ID
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+// Message returns one of app's messages, masked, with its status history.
+func (p *Proxy) Message(ctx context.Context, app, id string) (sms.Record, error) {
+	v, err := p.store.Get(ctx, app, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return sms.Record{}, &Error{Class: "not_found", Code: "message_not_found", Message: "No message with that id."}
+	}
+	if err != nil {
+		return sms.Record{}, unavailable("store_unavailable", err)
+	}
+	rec := sms.Record{
+		ID: v.ID, To: v.ToMasked, From: v.Sender, Country: v.Country, Category: sms.Category(v.Category),
+		Body: v.Body, Encoding: sms.Encoding(v.Encoding), Segments: v.Segments, Status: v.Status,
+		Provider: v.Provider, CreatedAt: v.CreatedAt, History: make([]sms.StatusChange, len(v.History)),
+	}
+	for i, h := range v.History {
+		rec.History[i] = sms.StatusChange{Status: h.Status, At: h.At, Provider: h.Provider, Code: h.Code}
+	}
+	return rec, nil
+}
