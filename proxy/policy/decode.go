@@ -16,7 +16,6 @@ var (
 	keyMasks       = ast.InternedTerm("masks")
 	keyObligations = ast.InternedTerm("obligations")
 	keyCode        = ast.InternedTerm("code")
-	keyMessageText = ast.InternedTerm("message")
 	keyRule        = ast.InternedTerm("rule")
 	keyKey         = ast.InternedTerm("key")
 	keyRate        = ast.InternedTerm("rate")
@@ -185,7 +184,7 @@ func decodeReason(v ast.Value) (r Reason, err error) {
 	if r.Code == "" {
 		return r, shapeError("code is empty")
 	}
-	if r.Message, err = fieldString(obj, keyMessageText, true); err != nil {
+	if r.Message, err = fieldString(obj, keyMessage, true); err != nil {
 		return r, err
 	}
 	r.Rule, err = fieldString(obj, keyRule, false)
@@ -218,7 +217,7 @@ func decodeLimit(v ast.Value) (l Limit, err error) {
 	if l.Code, err = fieldString(obj, keyCode, true); err != nil {
 		return l, err
 	}
-	l.Message, err = fieldString(obj, keyMessageText, true)
+	l.Message, err = fieldString(obj, keyMessage, true)
 	return l, err
 }
 

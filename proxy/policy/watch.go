@@ -28,7 +28,7 @@ type Watcher struct {
 
 // NewWatcher watches the given files and directories (directories recursively, skipping hidden ones).
 // A file is watched through its directory, so a file that an editor or Kubernetes replaces by rename
-// is still seen. Run must be called to deliver events; it releases the watcher when it returns.
+// is still seen. Run delivers the events and releases the watcher when it returns; call Close instead if Run is never called.
 func NewWatcher(paths []string, logger *slog.Logger) (*Watcher, error) {
 	if logger == nil {
 		logger = slog.Default()
@@ -138,6 +138,9 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) error {
 		}
 	}
 }
+
+// Close releases a watcher that will not be Run; Run closes it by itself.
+func (w *Watcher) Close() error { return w.fsw.Close() }
 
 // Watch watches paths and calls onChange after each settled change until ctx is done.
 // It returns at once with an error if a path cannot be watched.

@@ -1,0 +1,39 @@
+# Where a message may go: the region serves only the countries listed in its data,
+# and a country may restrict which categories of message it accepts.
+package smsproxy.destination
+
+# country is the ISO code of the destination number, or "" when unknown.
+default country := ""
+
+country := input.message.country if is_string(input.message.country)
+
+# country_data is the region's entry for the destination country; undefined when not served.
+country_data := data.region.countries[country]
+
+# country_label names the country in sentences.
+country_label := country if {
+	country != ""
+} else := "an unknown country"
+
+# Refuse countries the region does not serve.
+deny contains {
+	"code": "country_not_served",
+	"message": sprintf("Messages to %s are not served in this region.", [country_label]),
+	"rule": "smsproxy.destination.country_not_served",
+} if {
+	not country_data
+}
+
+# Refuse categories the country does not accept, when the country lists the ones it does.
+deny contains {
+	"code": "category_not_allowed",
+	"message": sprintf("Messages of category %q may not be sent to %s.", [category, country_label]),
+	"rule": "smsproxy.destination.category_not_allowed",
+} if {
+	allowed := country_data.categories
+	not category in allowed
+}
+
+default category := ""
+
+category := input.message.category if is_string(input.message.category)
