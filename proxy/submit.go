@@ -48,8 +48,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// 2 facts: nothing beyond the message yet; opt-outs and consent join here.
 
 	// 3 decide.
-	in := policyInput(app, &msg, now)
-	dec, err := p.policy.Decide(ctx, &in)
+	dec, err := p.policy.Decide(ctx, policy.NewInput(&msg, now))
 	if err != nil {
 		p.log.Error("policy evaluation failed", "err", err, "revision", p.policy.Revision())
 		return sms.Accepted{}, unavailable("policy_unavailable", err)
@@ -167,31 +166,6 @@ func (p *Proxy) refuse(ctx context.Context, msg *sms.Message, masks map[string]s
 	if err := p.store.Refuse(ctx, store.Refused{MessageID: msg.ID, App: msg.App, Data: data, At: msg.CreatedAt}); err != nil {
 		p.log.Error("cannot record a refusal", "err", err)
 	}
-}
-
-func policyInput(app string, msg *sms.Message, now time.Time) policy.Input {
-	in := policy.Input{
-		App: app,
-		Now: now,
-		Message: policy.MessageInput{
-			To:          msg.To.E164,
-			Country:     msg.To.Country,
-			CallingCode: msg.To.CallingCode,
-			NumberType:  msg.To.Type,
-			From:        msg.From.ID,
-			SenderKind:  string(msg.From.Kind),
-			Category:    string(msg.Category),
-			Body:        msg.Body,
-			Encoding:    string(msg.Encoding),
-			Segments:    msg.Segments,
-			DeviceID:    msg.DeviceID,
-		},
-	}
-	if msg.Template != nil {
-		in.Message.TemplateID = msg.Template.ID
-		in.Message.TemplateLocale = msg.Template.Locale
-	}
-	return in
 }
 
 // applyObligations makes the changes the decision requires before sending.

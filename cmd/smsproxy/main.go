@@ -16,6 +16,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -88,6 +90,10 @@ func serve(args []string, stderr io.Writer) int {
 	if defaults {
 		log.Warn("running on embedded defaults with the development API key; give -config for anything else",
 			"region", cfg.Region, "listen", cfg.Listen, "data_dir", cfg.DataDir)
+	}
+	if addr := os.Getenv("SMSPROXY_PPROF_ADDR"); addr != "" {
+		// Profiling on a separate, opt-in listener; never on the app-facing port.
+		go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(addr, nil)) }()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
