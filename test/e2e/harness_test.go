@@ -56,7 +56,7 @@ type instance struct {
 }
 
 // config returns a config file for a proxy whose data lives in dir.
-func writeConfig(t *testing.T, dir, addr string, receiptDelay string) string {
+func writeConfig(t *testing.T, dir, addr string, receiptDelay string, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`region: dev
 listen: %s
@@ -76,7 +76,7 @@ providers:
       state_dir: %s
 dispatch:
   breaker_open_for: 500ms
-`, addr, filepath.Join(dir, "data"), strings.Repeat("ab", 32), receiptDelay, filepath.Join(dir, "provider"))
+%s`, addr, filepath.Join(dir, "data"), strings.Repeat("ab", 32), receiptDelay, filepath.Join(dir, "provider"), extra)
 	path := filepath.Join(dir, "smsproxy.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,13 @@ func freeAddr(t *testing.T) string {
 // start runs smsproxy with the config in dir and waits until /readyz answers.
 func start(t *testing.T, dir, addr, receiptDelay string) *instance {
 	t.Helper()
-	cfgPath := writeConfig(t, dir, addr, receiptDelay)
+	return startWith(t, dir, addr, receiptDelay, "")
+}
+
+// startWith is start with extra lines of config.
+func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
+	t.Helper()
+	cfgPath := writeConfig(t, dir, addr, receiptDelay, extra)
 	in := &instance{t: t, dir: dir, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
 	in.cmd = exec.Command(binary, "serve", "-config", cfgPath)
 	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey)
