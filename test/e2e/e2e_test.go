@@ -53,10 +53,14 @@ func TestMessageLifecycle(t *testing.T) {
 		t.Errorf("GET shows the number unmasked or without its country code: %q", to)
 	}
 
-	// Another app cannot read it.
-	other, _ := in.do("GET", "/v1/messages/"+id, "wrong-key", nil, nil)
-	if other.Status != http.StatusUnauthorized || other.Body["code"] != "unauthorized" {
-		t.Errorf("wrong key: %d %v", other.Status, other.Body)
+	// A wrong key is refused, and another app cannot read it.
+	wrong, _ := in.do("GET", "/v1/messages/"+id, "wrong-key", nil, nil)
+	if wrong.Status != http.StatusUnauthorized || wrong.Body["code"] != "unauthorized" {
+		t.Errorf("wrong key: %d %v", wrong.Status, wrong.Body)
+	}
+	other, _ := in.do("GET", "/v1/messages/"+id, otherKey, nil, nil)
+	if other.Status != http.StatusNotFound || other.Body["code"] != "message_not_found" {
+		t.Errorf("another app's message: %d %v", other.Status, other.Body)
 	}
 
 	// An OTP body is stored masked.

@@ -42,7 +42,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const apiKey = "e2e-test-api-key-0123456789"
+const (
+	apiKey   = "e2e-test-api-key-0123456789"
+	otherKey = "e2e-other-app-key-9876543210"
+)
 
 // instance is one running smsproxy process.
 type instance struct {
@@ -67,7 +70,7 @@ apps:
   - name: e2e
     key: {env: SMSPROXY_E2E_KEY}
   - name: other
-    key_sha256: "%s"
+    key: {env: SMSPROXY_E2E_OTHER_KEY}
 providers:
   simulator:
     config:
@@ -76,7 +79,7 @@ providers:
       state_dir: %s
 dispatch:
   breaker_open_for: 500ms
-%s`, addr, filepath.Join(dir, "data"), strings.Repeat("ab", 32), receiptDelay, filepath.Join(dir, "provider"), extra)
+%s`, addr, filepath.Join(dir, "data"), receiptDelay, filepath.Join(dir, "provider"), extra)
 	path := filepath.Join(dir, "smsproxy.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,7 +109,7 @@ func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
 	cfgPath := writeConfig(t, dir, addr, receiptDelay, extra)
 	in := &instance{t: t, dir: dir, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
 	in.cmd = exec.Command(binary, "serve", "-config", cfgPath)
-	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey)
+	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey, "SMSPROXY_E2E_OTHER_KEY="+otherKey)
 	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestConfigCheck(t *testing.T) {
+	if code, out, errs := runCmd("config", "check"); code != 0 || !strings.Contains(out, `region "dev"`) {
+		t.Fatalf("defaults: %d %q %q", code, out, errs)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("region: dev\nlisten: 127.0.0.1:9999\nproviders:\n  simulator:\n    config: {receipt_delay: 1s}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCmd("config", "check", "-config", good); code != 0 {
+		t.Fatalf("good file: %d %s", code, errs)
+	}
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", "regoin: dev\n", "unknown key regoin"},
+		{"unknown region", "region: mars\n", "mars/region.yaml: region data not found"},
+		{"unknown provider override", "providers:\n  twilio: {disabled: true}\n", `providers.twilio: region "dev" has no provider "twilio"`},
+	}
+	for _, c := range cases {
+		path := filepath.Join(dir, "bad.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errs := runCmd("config", "check", "-config", path)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%s: exit %d, stderr %q, want %q", c.name, code, errs, c.want)
+		}
+	}
+	if code, _, _ := runCmd("config", "check", "-config", filepath.Join(dir, "missing.yaml")); code != 1 {
+		t.Errorf("missing file: exit %d", code)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "smsproxy ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, errs := runCmd("frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %d %q", code, errs)
+	}
+	if code, _, errs := runCmd("config"); code != 2 || !strings.Contains(errs, "usage") {
+		t.Errorf("config without check: %d %q", code, errs)
+	}
+	if code, _, errs := runCmd("plugin", "nosuch"); code != 2 || !strings.Contains(errs, `no built-in plugin "nosuch"`) {
+		t.Errorf("unknown plugin: %d %q", code, errs)
+	}
+	if code, _, _ := runCmd("serve", "-config"); code != 2 {
+		t.Errorf("flag without value: %d", code)
+	}
+}
