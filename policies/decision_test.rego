@@ -2,44 +2,220 @@ package smsproxy
 
 import data.smsproxy.fixtures
 
-test_clean_message_is_allowed_with_its_limits_route_and_masks if {
-	d := decision with input as fixtures.input_with({}) with data.region as fixtures.region
-	d.allow == true
-	d.reasons == []
-	count(d.limits) == 3
-	d.route == {"providers": ["simulator", "backup"]}
-	d.masks == [{"field": "to", "style": "phone"}, {"field": "body", "style": "full"}]
-	d.obligations == []
+decide(msg) := d if {
+	d := decision with input as msg with data.region as fixtures.region
 }
 
-test_any_refusal_denies if {
-	d := decision with input as fixtures.input_with({"country": "FR"}) with data.region as fixtures.region
+refused(msg, want) if {
+	d := decide(msg)
 	d.allow == false
-	fixtures.codes(d.reasons) == {"country_not_served"}
+	fixtures.codes(d.reasons) == want
 	d.limits == []
 }
 
-test_refusals_from_several_packages_are_all_reported if {
-	d := decision with input as fixtures.input_with({"country": "US", "from": "X"}) with data.region as fixtures.region
-	d.allow == false
-	count(d.reasons) == 2
-	fixtures.codes(d.reasons) == {"sender_malformed", "sender_type_not_allowed"}
+test_base_otp_is_allowed_with_limits if {
+	d := decide(fixtures.input_with({}))
+	d.allow
+	d.reasons == []
+	{l.code | some l in d.limits} == {
+		"app_rate_exceeded", "otp_device_daily_limit", "otp_resend_too_soon",
+		"velocity_country_exceeded", "velocity_prefix_exceeded",
+	}
+	d.route == {"providers": ["simulator", "backup"]}
+	d.obligations == []
 }
 
-test_missing_message_is_refused if {
-	d := decision with input as {"app": "payments"} with data.region as fixtures.region
-	d.allow == false
-	"country_not_served" in fixtures.codes(d.reasons)
+test_prefix_limit_keeps_only_the_prefix if {
+	d := decide(fixtures.input_with({}))
+	some l in d.limits
+	l.code == "velocity_prefix_exceeded"
+	l.key == "velocity:prefix:+6580"
 }
 
-test_missing_input_is_refused if {
-	d := decision with data.region as fixtures.region
-	d.allow == false
+test_country_not_served_names_the_region_that_serves_it if {
+	d := decide(fixtures.input_with({"country": "DE"}))
+	fixtures.codes(d.reasons) == {"country_not_served"}
+	d.reasons[0].message == `Messages to DE are served by region "eu", not by region "test"; send them through that region.`
 }
 
-test_us_long_code_carries_footer_obligation if {
-	d := decision with input as fixtures.input_with({"country": "US", "sender_kind": "long_code", "from": "+15550000001", "category": "transaction", "body": "Paid"})
-		with data.region as fixtures.region
-	d.allow == true
+test_country_not_served_elsewhere_either if {
+	d := decide(fixtures.input_with({"country": "FR"}))
+	d.reasons[0].message == "Messages to FR are not served in this region."
+	refused(fixtures.input_without(["country"]), {"country_not_served"})
+}
+
+test_category_not_allowed if {
+	refused(fixtures.input_with({"country": "GB", "category": "alert"}), {"category_not_allowed", "gdpr_no_lawful_basis"})
+}
+
+test_sender_rules if {
+	refused(fixtures.input_with({"from": "AB"}), {"sender_malformed"})
+	refused(fixtures.input_with({"from": "ACME!"}), {"sender_malformed"})
+	refused(fixtures.input_without(["from"]), {"sender_malformed"})
+	refused(fixtures.input_with({"from": "otp"}), {"sender_generic", "sender_not_registered"})
+	refused(fixtures.input_with({"from": "UNKNOWN"}), {"sender_not_registered"})
+	refused(fixtures.input_with({"from": "OTHERCO"}), {"sender_not_assigned"})
+	refused(fixtures.input_with({"country": "US", "from": "ACMEPAY"}), {"sender_type_not_allowed"})
+}
+
+test_unregistered_long_code_allowed_where_optional if {
+	decide(fixtures.input_with({"sender_kind": "long_code", "from": "+6590000000"})).allow
+}
+
+test_unregistered_alphanumeric_allowed_where_optional if {
+	decide(fixtures.input_with({"country": "GB", "from": "SOMEBRAND"})).allow
+}
+
+test_short_code_program_categories if {
+	decide(fixtures.input_with({"sender_kind": "short_code", "from": "72345"})).allow
+	refused(fixtures.input_with({"sender_kind": "short_code", "from": "72345", "category": "transaction", "body": "Paid."}), {"sender_category_not_approved"})
+}
+
+us(changes) := fixtures.input_with(object.union(
+	{"country": "US", "to": "+12125550100", "sender_kind": "long_code", "from": "+15550000001", "category": "transaction", "body": "Paid $5."},
+	changes,
+))
+
+test_us_10dlc_campaign if {
+	d := decide(us({}))
+	d.allow
 	d.obligations == [{"kind": "append_footer", "value": "Txt STOP to opt out."}]
+	some l in d.limits
+	l == {"key": "10dlc:campaign:C1", "rate": 240, "period": "1m", "burst": 0, "code": "us_10dlc_campaign_rate", "message": "Campaign C1 has reached its carrier cap of 240 messages per minute."}
+	some b in d.limits
+	b.key == "10dlc:brand:B1"
+	b.rate == 2000
+}
+
+test_us_10dlc_refusals if {
+	refused(us({"category": "otp"}), {"us_10dlc_use_case_mismatch"})
+	refused(us({"from": "+15550000002"}), {"us_10dlc_not_registered"})
+	refused(us({"from": "+15550000009"}), {"sender_not_registered"})
+}
+
+test_us_footer_not_added_when_body_mentions_stop if {
+	decide(us({"body": "Paid. Reply stop to end."})).obligations == []
+}
+
+test_us_toll_free if {
+	decide(us({"sender_kind": "toll_free", "from": "+18005550000"})).allow
+	refused(us({"sender_kind": "toll_free", "from": "+18005550001"}), {"us_toll_free_unverified"})
+}
+
+test_opt_out if {
+	refused(fixtures.input_facts({"category": "transaction", "body": "Paid."}, {"opted_out": true}), {"recipient_opted_out"})
+	decide(fixtures.input_facts({"category": "transaction", "body": "You are unsubscribed.", "template": {"id": "stop_confirmation", "locale": "en"}}, {"opted_out": true})).allow
+}
+
+test_opt_out_exception_is_noted if {
+	d := decide(fixtures.input_facts({"category": "alert", "body": "Card used abroad."}, {"opted_out": true}))
+	d.allow
+	fixtures.codes(d.reasons) == {"opt_out_exception_used"}
+}
+
+gb(changes, consents) := fixtures.input_facts(
+	object.union({"country": "GB", "to": "+447700900123", "category": "marketing", "body": "New offers."}, changes),
+	{"consents": consents, "local_hour": 12, "time_zone": "Europe/London"},
+)
+
+test_gdpr if {
+	refused(gb({}, {}), {"gdpr_no_lawful_basis"})
+	refused(gb({}, {"marketing": {"basis": "consent", "granted_at": 1, "withdrawn": true}}), {"gdpr_consent_withdrawn"})
+	refused(gb({}, {"marketing": {"basis": "legitimate_interest", "granted_at": 1, "withdrawn": false}}), {"gdpr_basis_not_accepted"})
+	decide(gb({}, {"marketing": {"basis": "consent", "granted_at": 1, "withdrawn": false}})).allow
+	decide(gb({"category": "transaction"}, {"transaction": {"basis": "contract", "granted_at": 1, "withdrawn": false}})).allow
+	decide(gb({"category": "security"}, {})).allow
+}
+
+test_content if {
+	refused(fixtures.input_with({"category": "transaction", "body": "Please send your C.V.V now"}), {"content_phrase_refused"})
+	refused(fixtures.input_with({"category": "transaction", "body": "Deine GEHEIMZAHL bitte"}), {"content_phrase_refused"})
+	refused(fixtures.input_with({"category": "transaction", "body": "Card 4111 1111 1111 1111 charged"}), {"content_card_number"})
+	decide(fixtures.input_with({"category": "transaction", "body": "Transfer PL20241208009 done"})).allow
+}
+
+test_content_masks if {
+	d := decide(fixtures.input_with({"category": "transaction", "body": "Your salary arrived"}))
+	d.allow
+	{"field": "body", "style": "full"} in d.masks
+	e := decide(fixtures.input_with({"category": "transaction", "body": "Sent to GB82 WEST 1234 5698 7654 32"}))
+	e.allow
+	{"field": "body", "style": "full"} in e.masks
+	f := decide(fixtures.input_with({"category": "transaction", "body": "Paid."}))
+	f.masks == [{"field": "template.params.code", "style": "full"}, {"field": "to", "style": "phone"}, {"field": "body", "style": "none"}]
+}
+
+test_templates if {
+	refused(fixtures.input_with({"body": "Code 123456"}), {"template_not_registered"})
+	decide(fixtures.input_with({"body": "Code 123456", "template": {"id": "otp_login", "locale": "en"}})).allow
+}
+
+test_quiet_hours if {
+	refused(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"local_hour": 22}), {"quiet_hours"})
+	refused(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"local_hour": 7}), {"quiet_hours"})
+	decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"local_hour": 8})).allow
+	d := decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"local_hour": 22}))
+	d.reasons[0].message == "Marketing messages may not reach SG between 21:00 and 08:00 local time."
+}
+
+test_quiet_hours_from_country_zone_when_facts_lack_it if {
+	# 1767225600 is 2026-01-01 00:00 UTC: 08:00 in Singapore (allowed), 19:00 the day before in New York.
+	decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""})).allow
+	d := decision with input as fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""})
+		with data.region as fixtures.region
+		with data.region.countries.SG.quiet_hours as {"start": 8, "end": 9}
+	fixtures.codes(d.reasons) == {"quiet_hours"}
+}
+
+test_quiet_hours_unknown_time_is_quiet if {
+	msg := object.remove(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""}), ["now"])
+	refused(msg, {"quiet_hours"})
+}
+
+test_limits_without_device_or_app if {
+	d := decide(object.union(fixtures.input_without(["device_id"]), {"app": ""}))
+	fixtures.codes(d.reasons) == {"sender_not_assigned"}
+}
+
+minimal_region := {
+	"region": "min",
+	"countries": {"GB": {"providers": ["simulator"], "alphanumeric": true, "gdpr": true, "sender_registration": {"alphanumeric": "optional"}}},
+}
+
+test_defaults_when_region_data_is_minimal if {
+	msg := object.union(fixtures.input_without(["body", "category"]), {"message": {"country": "GB", "to": "+447700900123"}})
+	d := decision with input as msg with data.region as minimal_region
+	fixtures.codes(d.reasons) == {"gdpr_no_lawful_basis"}
+	d.masks == [{"field": "to", "style": "phone"}, {"field": "body", "style": "none"}]
+	sec := decision with input as fixtures.input_with({"country": "GB", "category": "security"}) with data.region as minimal_region
+	sec.allow
+	{"field": "body", "style": "full"} in sec.masks
+	mk := decision with input as fixtures.input_with({"country": "GB", "category": "marketing"}) with data.region as minimal_region
+	fixtures.codes(mk.reasons) == {"gdpr_no_lawful_basis"}
+}
+
+test_missing_sender_kind_needs_registration if {
+	refused(object.union(fixtures.input_without(["sender_kind"]), {"message": {"from": "UNKNOWN"}}), {"sender_not_registered"})
+}
+
+test_content_actions_follow_data if {
+	iban := fixtures.input_with({"category": "transaction", "body": "Pay DE89 3704 0044 0532 0130 00 today"})
+	d := decision with input as iban with data.region as fixtures.region with data.region.content.ibans as "refuse"
+	fixtures.codes(d.reasons) == {"content_account_number"}
+	card := fixtures.input_with({"category": "transaction", "body": "Card 4111-1111-1111-1111"})
+	e := decision with input as card with data.region as fixtures.region with data.region.content.card_numbers as "mask"
+	e.allow
+	{"field": "body", "style": "full"} in e.masks
+}
+
+test_message_without_body_is_checked_as_empty if {
+	d := decide(fixtures.input_without(["body"]))
+	fixtures.codes(d.reasons) == {"template_not_registered"}
+}
+
+test_body_mask_from_fields if {
+	d := decision with input as fixtures.input_with({"category": "transaction", "body": "Paid."})
+		with data.region as fixtures.region
+		with data.region.masking.fields as {"body": "last4"}
+	d.masks == [{"field": "body", "style": "last4"}]
 }

@@ -1,16 +1,32 @@
 # How personal fields are masked in the message record, the audit trail and logs.
-# The phone number keeps only its country code and last digits; the body of a
-# one-time password or security message is hidden entirely.
+# Styles: "phone" keeps the country code and the last digits, "full" hides everything, "last4"
+# keeps the last four characters, "none" keeps the value. The fields and styles come from
+# data.region.masking (fields: to, device_id, template.params.<name>; body: per category); the body
+# is hidden whatever the category when content rules ask for it (a masked phrase list, a card number).
 package smsproxy.masks
 
-masks := [
-	{"field": "to", "style": "phone"},
-	{"field": "body", "style": body_style},
-]
+import data.smsproxy.content
+import data.smsproxy.destination
 
-# body_styles names the categories whose body is hidden; any other category keeps it.
-body_styles := {"otp": "full", "security": "full"}
+default fields := {"to": "phone"}
+
+fields := data.region.masking.fields
+
+masks := array.concat(
+	[{"field": f, "style": s} | some f, s in fields; f != "body"],
+	[{"field": "body", "style": body_style}],
+)
+
+default category_styles := {"otp": "full", "security": "full"}
+
+category_styles := data.region.masking.body
 
 default body_style := "none"
 
-body_style := body_styles[input.message.category]
+body_style := "full" if {
+	content.mask_body
+} else := style if {
+	style := category_styles[destination.category]
+} else := style if {
+	style := fields.body
+}

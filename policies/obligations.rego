@@ -1,22 +1,18 @@
 # Changes the proxy must make before sending.
 #
-# US carriers require messages from long codes and toll-free numbers to tell the recipient
-# how to opt out, so an opt-out footer is appended unless the body already mentions STOP.
+# Where the country's data has an opt-out footer (the US: "Reply STOP to unsubscribe."), a message
+# the recipient can reply to (any sender but an alphanumeric ID) carries it, unless the body
+# already tells how to opt out (it mentions STOP).
 package smsproxy.obligations
 
-default us_footer := "Reply STOP to unsubscribe."
+import data.smsproxy.destination
 
-us_footer := f if {
-	f := data.region.countries.US.opt_out_footer
-	is_string(f)
-	f != ""
-}
+footer := destination.country_data.opt_out_footer
 
-footer_sender_kinds := {"long_code", "toll_free"}
-
-obligations contains {"kind": "append_footer", "value": us_footer} if {
-	input.message.country == "US"
-	input.message.sender_kind in footer_sender_kinds
+obligations contains {"kind": "append_footer", "value": footer} if {
+	is_string(footer)
+	footer != ""
+	input.message.sender_kind != "alphanumeric"
 	not mentions_stop
 }
 

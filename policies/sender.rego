@@ -1,11 +1,34 @@
-# Who a message may appear to come from. Alphanumeric sender IDs (e.g. "ACMEPAY") are
-# not accepted everywhere and must follow the GSM format rules.
+# Who a message may appear to come from.
+#
+# - Alphanumeric sender IDs are not accepted everywhere, must follow the GSM format rules and must
+#   not be generic ("OTP", "BANK", …: data.region.generic_sender_ids).
+# - Senders are registered per country in data.region.senders[country][sender], each assigned to the
+#   apps that may use it. A country's sender_registration says per sender kind whether registration
+#   is "required" (the default, the stricter setting: e.g. Singapore's SSIR) or "optional".
+# - US: a 10-digit long code sends only for a registered brand and campaign, and only the campaign's
+#   use case (data.region.us_10dlc); a toll-free number must be verified; a short code only sends the
+#   categories of its approved program (any country: the sender's categories).
 package smsproxy.sender
 
 import data.smsproxy.destination
 
-# alphanumeric is true when the app asked for an alphanumeric sender ID.
-alphanumeric if input.message.sender_kind == "alphanumeric"
+default from := ""
+
+from := input.message.from if is_string(input.message.from)
+
+default kind := ""
+
+kind := input.message.sender_kind if is_string(input.message.sender_kind)
+
+alphanumeric if kind == "alphanumeric"
+
+# registered is the registry entry of the sender for the destination country; undefined when none.
+registered := data.region.senders[destination.country][from]
+
+registration_required if {
+	destination.country_data
+	object.get(destination.country_data, ["sender_registration", kind], "required") == "required"
+}
 
 # Refuse alphanumeric senders where the country's data says they are not allowed.
 deny contains {
@@ -13,6 +36,10 @@ deny contains {
 	"message": sprintf("Alphanumeric sender IDs are not allowed for messages to %s.", [destination.country_label]),
 	"rule": "smsproxy.sender.sender_type_not_allowed",
 } if {
+	type_forbidden
+}
+
+type_forbidden if {
 	alphanumeric
 	destination.country_data.alphanumeric == false
 }
@@ -23,18 +50,101 @@ deny contains {
 	"message": "An alphanumeric sender ID must be 3 to 11 characters of letters, digits, spaces or . & _ - and must not start or end with a space.",
 	"rule": "smsproxy.sender.sender_malformed",
 } if {
-	alphanumeric
 	malformed
 }
 
-# well_formed is the format rule in one pattern, so it costs one check per message:
+malformed if {
+	alphanumeric
+	not regex.match(well_formed_pattern, from)
+}
+
+# well_formed_pattern is the format rule in one pattern, so it costs one check per message:
 #   - first and last character: a letter, a digit or one of . & _ -   (no leading or trailing space)
 #   - in between: 1 to 9 letters, digits, spaces or . & _ -           (3 to 11 characters in all)
 well_formed_pattern := `^[A-Za-z0-9.&_-][A-Za-z0-9 .&_-]{1,9}[A-Za-z0-9.&_-]$`
 
-default from := ""
+# Refuse generic alphanumeric sender IDs, which recipients cannot tell apart from scams.
+deny contains {
+	"code": "sender_generic",
+	"message": sprintf("The sender ID %q is generic; use the brand's own registered sender ID.", [from]),
+	"rule": "smsproxy.sender.sender_generic",
+} if {
+	alphanumeric
+	data.region.generic_sender_ids[upper(from)]
+}
 
-from := input.message.from
+# Refuse unregistered senders where the country requires registration.
+deny contains {
+	"code": "sender_not_registered",
+	"message": sprintf("The sender %q is not registered for messages to %s.", [from, destination.country_label]),
+	"rule": "smsproxy.sender.sender_not_registered",
+} if {
+	registration_required
+	not malformed
+	not type_forbidden
+	not registered
+}
 
-# malformed holds when the sender ID is missing or does not match the pattern.
-malformed if not regex.match(well_formed_pattern, from)
+# An app may use only the senders assigned to it.
+deny contains {
+	"code": "sender_not_assigned",
+	"message": sprintf("The sender %q is not assigned to app %q.", [from, input.app]),
+	"rule": "smsproxy.sender.sender_not_assigned",
+} if {
+	apps := registered.apps
+	not input.app in apps
+}
+
+# A sender with an approved list of categories (e.g. a short code program) sends only those.
+deny contains {
+	"code": "sender_category_not_approved",
+	"message": sprintf("The sender %q is not approved for %q messages.", [from, destination.category]),
+	"rule": "smsproxy.sender.sender_category_not_approved",
+} if {
+	approved := registered.categories
+	not destination.category in approved
+}
+
+is_us_long_code if {
+	destination.country == "US"
+	kind == "long_code"
+}
+
+campaign := data.region.us_10dlc.campaigns[registered.campaign]
+
+brand := data.region.us_10dlc.brands[campaign.brand]
+
+# A US long code needs a registered campaign of a registered brand.
+deny contains {
+	"code": "us_10dlc_not_registered",
+	"message": sprintf("The long code %q has no registered 10DLC brand and campaign.", [from]),
+	"rule": "smsproxy.sender.us_10dlc_not_registered",
+} if {
+	is_us_long_code
+	registered
+	not brand
+}
+
+# A US long code sends only its campaign's use case.
+deny contains {
+	"code": "us_10dlc_use_case_mismatch",
+	"message": sprintf("Campaign %s is registered for the use case %s, which does not cover %q messages.", [registered.campaign, campaign.use_case, destination.category]),
+	"rule": "smsproxy.sender.us_10dlc_use_case_mismatch",
+} if {
+	is_us_long_code
+	brand
+	covered := object.get(data.region.us_10dlc.use_cases, campaign.use_case, [])
+	not destination.category in covered
+}
+
+# A US toll-free number must have passed toll-free verification.
+deny contains {
+	"code": "us_toll_free_unverified",
+	"message": sprintf("The toll-free number %q has not passed toll-free verification.", [from]),
+	"rule": "smsproxy.sender.us_toll_free_unverified",
+} if {
+	destination.country == "US"
+	kind == "toll_free"
+	registered
+	not registered.verified
+}

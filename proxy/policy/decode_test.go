@@ -96,7 +96,7 @@ func TestEvalExplains(t *testing.T) {
 		t.Errorf("decision %+v revision %s", ev.Decision, ev.Revision)
 	}
 	trace := strings.Join(ev.Trace, "\n")
-	for _, s := range []string{"destination.rego:24", "Exit data.smsproxy.destination.deny"} {
+	for _, s := range []string{"destination.rego:25", "Exit data.smsproxy.destination.deny"} {
 		if !strings.Contains(trace, s) {
 			t.Errorf("full trace does not mention %q", s)
 		}

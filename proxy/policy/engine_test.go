@@ -142,7 +142,7 @@ func TestEngineConcurrentSwap(t *testing.T) {
 				case !d.Allow && (len(d.Reasons) != 1 || d.Reasons[0].Code != "country_not_served"):
 					errs <- errors.New("unexpected refusal: " + d.Reasons[0].Code)
 					return
-				case d.Allow && len(d.Limits) != 3:
+				case d.Allow && len(d.Limits) != 5: // app, otp per device and per number, velocity per country and per prefix
 					errs <- errors.New("allowed without its limits")
 					return
 				}

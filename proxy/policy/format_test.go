@@ -17,7 +17,7 @@ func TestStarterIsFormatted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(paths) < 14 {
+	if len(paths) < 10 {
 		t.Fatalf("found only %d Rego files: %v", len(paths), paths)
 	}
 	for _, p := range paths {

@@ -16,6 +16,34 @@ type Input struct {
 	Message MessageInput
 	// Now is the decision time; it is given to Rego as input.now in Unix seconds and left out when zero.
 	Now time.Time
+	// Facts are what the proxy knows about the recipient before the decision (input.facts).
+	Facts Facts
+}
+
+// Facts are the recipient state the proxy gathers before asking the policy (input.facts): opt-out,
+// consent records and the recipient's local time. The zero value means "not opted out, no consent
+// records, local midnight on a Sunday in an unknown zone".
+type Facts struct {
+	// OptedOut is true when the recipient opted out of this app (or of every app).
+	OptedOut bool
+	// Consents holds the recorded lawful basis per category; only categories with a record are present.
+	Consents map[string]Consent
+	// LocalHour is the hour of day (0-23) in the recipient's time zone.
+	LocalHour int
+	// LocalWeekday is the day of the week in the recipient's time zone, 0 for Sunday.
+	LocalWeekday int
+	// TimeZone is the IANA name of the recipient's time zone, e.g. "Asia/Singapore"; "" when unknown.
+	TimeZone string
+}
+
+// Consent is one recorded lawful basis for sending a category to a recipient.
+type Consent struct {
+	// Basis is "consent", "contract", "legal_obligation" or "legitimate_interest".
+	Basis string
+	// GrantedAt is when the basis was recorded; given to Rego in Unix seconds.
+	GrantedAt time.Time
+	// Withdrawn is true when the recipient withdrew it.
+	Withdrawn bool
 }
 
 // MessageInput is the normalised message as the policy sees it (input.message).
@@ -80,6 +108,15 @@ var (
 	keyID          = ast.InternedTerm("id")
 	keyLocale      = ast.InternedTerm("locale")
 	keyDeviceID    = ast.InternedTerm("device_id")
+	keyFacts       = ast.InternedTerm("facts")
+	keyOptedOut    = ast.InternedTerm("opted_out")
+	keyConsents    = ast.InternedTerm("consents")
+	keyLocalHour   = ast.InternedTerm("local_hour")
+	keyLocalWday   = ast.InternedTerm("local_weekday")
+	keyTimeZone    = ast.InternedTerm("time_zone")
+	keyBasis       = ast.InternedTerm("basis")
+	keyGrantedAt   = ast.InternedTerm("granted_at")
+	keyWithdrawn   = ast.InternedTerm("withdrawn")
 )
 
 // str returns a string term, sharing the interned term for common values such as "" or "otp".
@@ -111,10 +148,11 @@ func (in *Input) Value() ast.Value {
 		)
 		msg = append(msg, [2]*ast.Term{keyTemplate, ast.NewTerm(tpl)})
 	}
-	top := make([][2]*ast.Term, 0, 3)
+	top := make([][2]*ast.Term, 0, 4)
 	top = append(top,
 		[2]*ast.Term{keyApp, str(in.App)},
 		[2]*ast.Term{keyMessage, ast.NewTerm(ast.NewObject(msg...))},
+		[2]*ast.Term{keyFacts, ast.NewTerm(in.Facts.value())},
 	)
 	if !in.Now.IsZero() {
 		top = append(top, [2]*ast.Term{keyNow, ast.InternedTerm(in.Now.Unix())})
@@ -141,9 +179,51 @@ func (in *Input) Map() map[string]any {
 	if m.TemplateID != "" {
 		msg["template"] = map[string]any{"id": m.TemplateID, "locale": m.TemplateLocale}
 	}
-	doc := map[string]any{"app": in.App, "message": msg}
+	doc := map[string]any{"app": in.App, "message": msg, "facts": in.Facts.goMap()}
 	if !in.Now.IsZero() {
 		doc["now"] = in.Now.Unix()
 	}
 	return doc
+}
+
+// value builds input.facts as an AST value.
+func (f *Facts) value() ast.Value {
+	consents := ast.NewObject()
+	for cat, c := range f.Consents {
+		consents.Insert(str(cat), ast.NewTerm(ast.NewObject(
+			[2]*ast.Term{keyBasis, str(c.Basis)},
+			[2]*ast.Term{keyGrantedAt, ast.InternedTerm(unixOrZero(c.GrantedAt))},
+			[2]*ast.Term{keyWithdrawn, ast.InternedTerm(c.Withdrawn)},
+		)))
+	}
+	return ast.NewObject(
+		[2]*ast.Term{keyOptedOut, ast.InternedTerm(f.OptedOut)},
+		[2]*ast.Term{keyConsents, ast.NewTerm(consents)},
+		[2]*ast.Term{keyLocalHour, ast.InternedTerm(f.LocalHour)},
+		[2]*ast.Term{keyLocalWday, ast.InternedTerm(f.LocalWeekday)},
+		[2]*ast.Term{keyTimeZone, str(f.TimeZone)},
+	)
+}
+
+// goMap returns input.facts as Go values.
+func (f *Facts) goMap() map[string]any {
+	consents := make(map[string]any, len(f.Consents))
+	for cat, c := range f.Consents {
+		consents[cat] = map[string]any{"basis": c.Basis, "granted_at": unixOrZero(c.GrantedAt), "withdrawn": c.Withdrawn}
+	}
+	return map[string]any{
+		"opted_out":     f.OptedOut,
+		"consents":      consents,
+		"local_hour":    f.LocalHour,
+		"local_weekday": f.LocalWeekday,
+		"time_zone":     f.TimeZone,
+	}
+}
+
+// unixOrZero returns t in Unix seconds, or 0 for the zero time.
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
