@@ -1,17 +1,7 @@
 # Where a message may go: the region serves only the countries listed in its data (residency:
 # a country another region serves is refused with that region's name), and a country may restrict
 # which categories of message it accepts.
-package smsproxy.destination
-
-# country is the ISO code of the destination number, or "" when unknown.
-default country := ""
-
-country := input.message.country if is_string(input.message.country)
-
-# category is the message's category, or "" when missing.
-default category := ""
-
-category := input.message.category if is_string(input.message.category)
+package smsproxy
 
 # country_data is the region's entry for the destination country; undefined when not served.
 country_data := data.region.countries[country]
@@ -24,11 +14,10 @@ country_label := country if {
 # Refuse countries this region does not serve, naming the region that does when the data knows it.
 deny contains {
 	"code": "country_not_served",
-	"message": message,
+	"message": served_elsewhere_message,
 	"rule": "smsproxy.destination.country_not_served",
 } if {
 	not country_data
-	message := served_elsewhere_message
 }
 
 served_elsewhere_message := sprintf("Messages to %s are served by region %q, not by region %q; send them through that region.", [country, region, data.region.region]) if {

@@ -8,12 +8,10 @@
 #   velocity_country  a burst to one destination country (SMS pumping guard)
 #   velocity_prefix   a burst to one number prefix of `digits` digits (SMS pumping guard)
 #   10DLC             each US campaign's per-minute cap and each brand's daily cap
-package smsproxy.limits
-
-import data.smsproxy.destination
-import data.smsproxy.sender
-
-is_otp if input.message.category == "otp"
+#
+# Limits are declared for every allowed message, so their sentences are joined with concat rather
+# than sprintf (app names are lower-case letters, digits, - and _, so quoting them needs no escapes).
+package smsproxy
 
 # declare builds one limit from a {rate, period, burst} entry.
 declare(key, cfg, code, message) := {
@@ -27,68 +25,68 @@ declare(key, cfg, code, message) := {
 
 limits contains declare(
 	concat("", ["app:", input.app]), cfg, "app_rate_exceeded",
-	sprintf("App %q has reached its limit of %d messages per %s.", [input.app, cfg.rate, cfg.period]),
+	concat("", ["App \"", input.app, "\" has reached its limit of ", format_int(cfg.rate, 10), " messages per ", cfg.period, "."]),
 ) if {
-	cfg := data.region.limits.app
 	input.app != ""
+	cfg := data.region.limits.app
 }
 
 limits contains declare(
 	concat("", ["otp:device:", input.message.device_id]), cfg, "otp_device_daily_limit",
-	sprintf("This device has already received %d one-time passwords in the last %s.", [cfg.rate, cfg.period]),
+	concat("", ["This device has already received ", format_int(cfg.rate, 10), " one-time passwords in the last ", cfg.period, "."]),
 ) if {
-	is_otp
-	cfg := data.region.limits.otp_per_device
+	input.message.category == "otp"
 	input.message.device_id != ""
+	cfg := data.region.limits.otp_per_device
 }
 
 limits contains declare(
 	concat("", ["otp:to:", input.message.to]), cfg, "otp_resend_too_soon",
-	sprintf("A one-time password was sent to this number less than %s ago; please wait before asking for another.", [cfg.period]),
+	concat("", ["A one-time password was sent to this number less than ", cfg.period, " ago; please wait before asking for another."]),
 ) if {
-	is_otp
-	cfg := data.region.limits.otp_per_number
+	input.message.category == "otp"
 	input.message.to != ""
+	cfg := data.region.limits.otp_per_number
 }
 
 limits contains declare(
-	concat("", ["velocity:country:", destination.country]), cfg, "velocity_country_exceeded",
-	sprintf("Too many messages to %s in a short time (more than %d per %s); this looks like SMS pumping.", [destination.country, cfg.rate, cfg.period]),
+	concat("", ["velocity:country:", country]), cfg, "velocity_country_exceeded",
+	concat("", ["Too many messages to ", country, " in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
 ) if {
+	country != ""
 	cfg := data.region.limits.velocity_country
-	destination.country != ""
 }
 
 limits contains declare(
-	concat("", ["velocity:prefix:", prefix]), cfg, "velocity_prefix_exceeded",
-	sprintf("Too many messages to one number range in a short time (more than %d per %s); this looks like SMS pumping.", [cfg.rate, cfg.period]),
+	concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]), cfg, "velocity_prefix_exceeded",
+	concat("", ["Too many messages to one number range in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
 ) if {
 	cfg := data.region.limits.velocity_prefix
-	to := input.message.to
-	count(to) > cfg.digits + 1
-	prefix := substring(to, 0, cfg.digits + 1)
+	count(input.message.to) > cfg.digits + 1
 }
 
 limits contains {
-	"key": concat("", ["10dlc:campaign:", sender.registered.campaign]),
-	"rate": sender.campaign.per_minute,
+	"key": concat("", ["10dlc:campaign:", registered.campaign]),
+	"rate": campaign.per_minute,
 	"period": "1m",
 	"burst": 0,
 	"code": "us_10dlc_campaign_rate",
-	"message": sprintf("Campaign %s has reached its carrier cap of %d messages per minute.", [sender.registered.campaign, sender.campaign.per_minute]),
+	"message": concat("", ["Campaign ", registered.campaign, " has reached its carrier cap of ", format_int(campaign.per_minute, 10), " messages per minute."]),
 } if {
-	sender.is_us_long_code
-	sender.campaign
+	input.message.country == "US"
+	input.message.sender_kind == "long_code"
+	campaign
 }
 
 limits contains {
-	"key": concat("", ["10dlc:brand:", sender.campaign.brand]),
-	"rate": sender.brand.daily_cap,
+	"key": concat("", ["10dlc:brand:", campaign.brand]),
+	"rate": brand.daily_cap,
 	"period": "24h",
 	"burst": 0,
 	"code": "us_10dlc_brand_daily_cap",
-	"message": sprintf("Brand %s has reached its carrier cap of %d messages a day.", [sender.campaign.brand, sender.brand.daily_cap]),
+	"message": concat("", ["Brand ", campaign.brand, " has reached its carrier cap of ", format_int(brand.daily_cap, 10), " messages a day."]),
 } if {
-	sender.is_us_long_code
-	sender.brand
+	input.message.country == "US"
+	input.message.sender_kind == "long_code"
+	brand
 }

@@ -3,19 +3,15 @@
 # keeps the last four characters, "none" keeps the value. The fields and styles come from
 # data.region.masking (fields: to, device_id, template.params.<name>; body: per category); the body
 # is hidden whatever the category when content rules ask for it (a masked phrase list, a card number).
-package smsproxy.masks
+package smsproxy
 
-import data.smsproxy.content
-import data.smsproxy.destination
+default mask_fields := {"to": "phone"}
 
-default fields := {"to": "phone"}
+mask_fields := data.region.masking.fields
 
-fields := data.region.masking.fields
-
-masks := array.concat(
-	[{"field": f, "style": s} | some f, s in fields; f != "body"],
-	[{"field": "body", "style": body_style}],
-)
+# masks lists the fields in key order, then the body. smsproxy.field_masks turns the region's
+# fields object into that list once per data revision, not once per message.
+masks := array.concat(smsproxy.field_masks(mask_fields), [{"field": "body", "style": body_style}])
 
 default category_styles := {"otp": "full", "security": "full"}
 
@@ -24,9 +20,9 @@ category_styles := data.region.masking.body
 default body_style := "none"
 
 body_style := "full" if {
-	content.mask_body
+	mask_body
 } else := style if {
-	style := category_styles[destination.category]
+	style := category_styles[category]
 } else := style if {
-	style := fields.body
+	style := mask_fields.body
 }

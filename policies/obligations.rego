@@ -3,13 +3,10 @@
 # Where the country's data has an opt-out footer (the US: "Reply STOP to unsubscribe."), a message
 # the recipient can reply to (any sender but an alphanumeric ID) carries it, unless the body
 # already tells how to opt out (it mentions STOP).
-package smsproxy.obligations
-
-import data.smsproxy.destination
-
-footer := destination.country_data.opt_out_footer
+package smsproxy
 
 obligations contains {"kind": "append_footer", "value": footer} if {
+	footer := country_data.opt_out_footer
 	is_string(footer)
 	footer != ""
 	input.message.sender_kind != "alphanumeric"

@@ -8,40 +8,31 @@
 # - US: a 10-digit long code sends only for a registered brand and campaign, and only the campaign's
 #   use case (data.region.us_10dlc); a toll-free number must be verified; a short code only sends the
 #   categories of its approved program (any country: the sender's categories).
-package smsproxy.sender
-
-import data.smsproxy.destination
-
-default from := ""
-
-from := input.message.from if is_string(input.message.from)
-
-default kind := ""
-
-kind := input.message.sender_kind if is_string(input.message.sender_kind)
-
-alphanumeric if kind == "alphanumeric"
+#
+# Rules that apply to one sender kind or one country test input.message first, so OPA's rule index
+# skips them without evaluating them for other messages.
+package smsproxy
 
 # registered is the registry entry of the sender for the destination country; undefined when none.
-registered := data.region.senders[destination.country][from]
+registered := data.region.senders[country][from]
 
 registration_required if {
-	destination.country_data
-	object.get(destination.country_data, ["sender_registration", kind], "required") == "required"
+	object.get(country_data, ["sender_registration", kind], "required") == "required"
 }
 
 # Refuse alphanumeric senders where the country's data says they are not allowed.
 deny contains {
 	"code": "sender_type_not_allowed",
-	"message": sprintf("Alphanumeric sender IDs are not allowed for messages to %s.", [destination.country_label]),
+	"message": sprintf("Alphanumeric sender IDs are not allowed for messages to %s.", [country_label]),
 	"rule": "smsproxy.sender.sender_type_not_allowed",
 } if {
+	input.message.sender_kind == "alphanumeric"
 	type_forbidden
 }
 
 type_forbidden if {
-	alphanumeric
-	destination.country_data.alphanumeric == false
+	input.message.sender_kind == "alphanumeric"
+	country_data.alphanumeric == false
 }
 
 # Refuse alphanumeric senders that handsets and carriers would reject or mangle.
@@ -50,11 +41,12 @@ deny contains {
 	"message": "An alphanumeric sender ID must be 3 to 11 characters of letters, digits, spaces or . & _ - and must not start or end with a space.",
 	"rule": "smsproxy.sender.sender_malformed",
 } if {
+	input.message.sender_kind == "alphanumeric"
 	malformed
 }
 
 malformed if {
-	alphanumeric
+	input.message.sender_kind == "alphanumeric"
 	not regex.match(well_formed_pattern, from)
 }
 
@@ -69,20 +61,20 @@ deny contains {
 	"message": sprintf("The sender ID %q is generic; use the brand's own registered sender ID.", [from]),
 	"rule": "smsproxy.sender.sender_generic",
 } if {
-	alphanumeric
+	input.message.sender_kind == "alphanumeric"
 	data.region.generic_sender_ids[upper(from)]
 }
 
 # Refuse unregistered senders where the country requires registration.
 deny contains {
 	"code": "sender_not_registered",
-	"message": sprintf("The sender %q is not registered for messages to %s.", [from, destination.country_label]),
+	"message": sprintf("The sender %q is not registered for messages to %s.", [from, country_label]),
 	"rule": "smsproxy.sender.sender_not_registered",
 } if {
+	not registered
 	registration_required
 	not malformed
 	not type_forbidden
-	not registered
 }
 
 # An app may use only the senders assigned to it.
@@ -98,18 +90,14 @@ deny contains {
 # A sender with an approved list of categories (e.g. a short code program) sends only those.
 deny contains {
 	"code": "sender_category_not_approved",
-	"message": sprintf("The sender %q is not approved for %q messages.", [from, destination.category]),
+	"message": sprintf("The sender %q is not approved for %q messages.", [from, category]),
 	"rule": "smsproxy.sender.sender_category_not_approved",
 } if {
 	approved := registered.categories
-	not destination.category in approved
+	not category in approved
 }
 
-is_us_long_code if {
-	destination.country == "US"
-	kind == "long_code"
-}
-
+# campaign and brand are the 10DLC registry entries of a US long code; undefined when none.
 campaign := data.region.us_10dlc.campaigns[registered.campaign]
 
 brand := data.region.us_10dlc.brands[campaign.brand]
@@ -120,7 +108,8 @@ deny contains {
 	"message": sprintf("The long code %q has no registered 10DLC brand and campaign.", [from]),
 	"rule": "smsproxy.sender.us_10dlc_not_registered",
 } if {
-	is_us_long_code
+	input.message.country == "US"
+	input.message.sender_kind == "long_code"
 	registered
 	not brand
 }
@@ -128,13 +117,13 @@ deny contains {
 # A US long code sends only its campaign's use case.
 deny contains {
 	"code": "us_10dlc_use_case_mismatch",
-	"message": sprintf("Campaign %s is registered for the use case %s, which does not cover %q messages.", [registered.campaign, campaign.use_case, destination.category]),
+	"message": sprintf("Campaign %s is registered for the use case %s, which does not cover %q messages.", [registered.campaign, campaign.use_case, category]),
 	"rule": "smsproxy.sender.us_10dlc_use_case_mismatch",
 } if {
-	is_us_long_code
+	input.message.country == "US"
+	input.message.sender_kind == "long_code"
 	brand
-	covered := object.get(data.region.us_10dlc.use_cases, campaign.use_case, [])
-	not destination.category in covered
+	not category in object.get(data.region.us_10dlc.use_cases, campaign.use_case, [])
 }
 
 # A US toll-free number must have passed toll-free verification.
@@ -143,8 +132,8 @@ deny contains {
 	"message": sprintf("The toll-free number %q has not passed toll-free verification.", [from]),
 	"rule": "smsproxy.sender.us_toll_free_unverified",
 } if {
-	destination.country == "US"
-	kind == "toll_free"
+	input.message.country == "US"
+	input.message.sender_kind == "toll_free"
 	registered
 	not registered.verified
 }

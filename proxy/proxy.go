@@ -68,6 +68,8 @@ type Proxy struct {
 	store   messageStore
 	front   *front.Front
 	out     *outbound
+	facts   *recipientFacts
+	shadow  *shadow // nil unless shadow_policies_dir is set
 	ready   atomic.Bool
 }
 
@@ -115,11 +117,21 @@ func New(ctx context.Context, o Options) (_ *Proxy, err error) {
 		return nil, err
 	}
 	p.store = st
+	p.facts = newRecipientFacts(st, 0)
 	defer func() {
 		if err != nil {
 			_ = st.Close()
 		}
 	}()
+	if cfg.ShadowPoliciesDir != "" {
+		p.shadow = newShadow(p.log, shadowQueue)
+		defer func() {
+			if err != nil {
+				p.shadow.close()
+			}
+		}()
+		p.reloadShadow(ctx, rt.region)
+	}
 
 	p.out, err = newOutbound(ctx, p, rt.region, o.PluginCommand)
 	if err != nil {
@@ -173,6 +185,7 @@ func (p *Proxy) Reload(ctx context.Context) error {
 		return err
 	}
 	p.rt.Store(rt)
+	p.reloadShadow(ctx, rt.region)
 	return nil
 }
 
@@ -183,9 +196,9 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	p.out.start(runCtx, &wg)
-	if p.cfg.PoliciesDir != "" || p.cfg.RegionsDir != "" {
+	if p.cfg.PoliciesDir != "" || p.cfg.RegionsDir != "" || p.cfg.ShadowPoliciesDir != "" {
 		var paths []string
-		for _, d := range []string{p.cfg.PoliciesDir, p.cfg.RegionsDir} {
+		for _, d := range []string{p.cfg.PoliciesDir, p.cfg.RegionsDir, p.cfg.ShadowPoliciesDir} {
 			if d != "" {
 				paths = append(paths, d)
 			}
@@ -217,6 +230,7 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 	p.out.close(shutdownCtx)
 	stopBackground()
 	wg.Wait()
+	p.shadow.close()
 	if cerr := p.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -229,6 +243,7 @@ func (p *Proxy) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout.D())
 	defer cancel()
 	p.out.close(ctx)
+	p.shadow.close()
 	return p.store.Close()
 }
 
@@ -258,6 +273,14 @@ func Check(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	_, err = policy.Compile(ctx, bundle)
-	return err
+	if _, err = policy.Compile(ctx, bundle); err != nil || cfg.ShadowPoliciesDir == "" {
+		return err
+	}
+	if bundle, err = loadShadowBundle(&cfg, rt.region); err == nil {
+		_, err = policy.Compile(ctx, bundle)
+	}
+	if err != nil {
+		return fmt.Errorf("shadow_policies_dir: %w", err)
+	}
+	return nil
 }

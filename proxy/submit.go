@@ -45,14 +45,19 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	msg.ID = newMessageID(now)
 	msg.CreatedAt = now
 
-	// 2 facts: nothing beyond the message yet; opt-outs and consent join here.
+	// 2 facts: opt-outs and consent records (cached), the recipient's local time.
+	in := policy.NewInput(&msg, now)
+	if in.Facts, err = p.facts.gather(ctx, app, msg.To, now); err != nil {
+		return sms.Accepted{}, unavailable("store_unavailable", err)
+	}
 
-	// 3 decide.
-	dec, err := p.policy.Decide(ctx, policy.NewInput(&msg, now))
+	// 3 decide; a shadow candidate, if any, sees the same input afterwards and never changes the answer.
+	dec, err := p.policy.Decide(ctx, in)
 	if err != nil {
 		p.log.Error("policy evaluation failed", "err", err, "revision", p.policy.Revision())
 		return sms.Accepted{}, unavailable("policy_unavailable", err)
 	}
+	p.shadow.observe(in, &dec, p.policy.Revision())
 	masks := maskSet(dec.Masks)
 	if !dec.Allow {
 		p.refuse(ctx, &msg, masks, dec.Reasons)

@@ -2,6 +2,7 @@
 //
 //	smsproxy [serve] [-config file]      run the proxy (embedded defaults without -config)
 //	smsproxy config check [-config file] validate a config file and its region data offline
+//	smsproxy policy eval|test …          evaluate a message against the policy, or run its Rego tests
 //	smsproxy version                     print the version
 //
 // "smsproxy plugin NAME" is how the proxy runs its built-in provider plugins out of process; it is
@@ -49,16 +50,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return configCheck(args[1:], stdout, stderr)
+	case "policy":
+		return policyCmd(args, stdout, stderr)
 	case "plugin":
 		return servePlugin(args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "smsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: smsproxy [serve|config check|version] [-config file]")
+		fmt.Fprintln(stdout, "usage: smsproxy [serve|config check|policy eval|policy test|version] [-config file]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "smsproxy: unknown command %q (serve, config check, version)\n", cmd)
+	fmt.Fprintf(stderr, "smsproxy: unknown command %q (serve, config check, policy, version)\n", cmd)
 	return 2
 }
 

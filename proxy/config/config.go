@@ -34,6 +34,9 @@ type Config struct {
 	RegionsDir string `yaml:"regions_dir"`
 	// PoliciesDir, when set, is read instead of the embedded policies and watched for changes.
 	PoliciesDir string `yaml:"policies_dir"`
+	// ShadowPoliciesDir, when set, holds a candidate policy bundle evaluated beside the live one on
+	// real traffic without affecting it (shadow mode); disagreements are counted and logged.
+	ShadowPoliciesDir string `yaml:"shadow_policies_dir"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight requests and dispatches.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// Log sets the log level and format.
@@ -221,6 +224,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Keys < 1000 {
 		add("limits.keys", "must be at least 1000, got %d", c.Limits.Keys)
+	}
+	if c.ShadowPoliciesDir != "" && c.ShadowPoliciesDir == c.PoliciesDir {
+		add("shadow_policies_dir", "must differ from policies_dir: a candidate compared with itself never disagrees")
 	}
 	if c.Store.Path == "" {
 		add("store.path", "must not be empty")

@@ -73,6 +73,8 @@ func New(sub Submitter, opts Options) *Front {
 		WriteTimeout:          15 * time.Second,
 		IdleTimeout:           90 * time.Second,
 		MaxRequestBodySize:    maxBody,
+		HeaderReceived:        headerReceived, // opt-out imports may be larger
+		ErrorHandler:          requestError,
 		Logger:                fasthttpLogger{opts.Logger},
 	}
 	return f
@@ -102,6 +104,10 @@ func (f *Front) handle(rc *fasthttp.RequestCtx) {
 			return
 		}
 		f.getMessage(rc, string(path[len("/v1/messages/"):]))
+	case bytes.HasPrefix(path, []byte("/v1/opt-outs")):
+		f.optOuts(rc, path)
+	case bytes.HasPrefix(path, []byte("/v1/consents")):
+		f.consents(rc, path)
 	case bytes.Equal(path, []byte("/healthz")):
 		rc.SetStatusCode(fasthttp.StatusOK)
 		rc.SetBodyString("ok\n")

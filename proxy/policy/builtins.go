@@ -38,6 +38,15 @@ const (
 	// template (by id order) of that category whose text in some locale the body is a rendering of, or "".
 	// templates is shaped like data.region.templates: {id: {"category": c, "locales": {locale: text}}}.
 	BuiltinTemplateMatch = "smsproxy.template_match"
+	// BuiltinContentScan is smsproxy.content_scan(text, lists): everything the content rules need from one
+	// read of the body. lists is shaped like data.region.content.lists ({name: {"phrases": [...], …}}); the
+	// result is {"phrases": {name: [phrases found, sorted]} (only lists with a hit), "card_number": bool,
+	// "iban": bool}, with phrases matched as by smsproxy.phrases_match and numbers as by
+	// smsproxy.has_card_number and smsproxy.has_iban.
+	BuiltinContentScan = "smsproxy.content_scan"
+	// BuiltinFieldMasks is smsproxy.field_masks(fields): the object {field: style} as the array
+	// [{"field": f, "style": s}, …] in key order, leaving out "body"; computed once per data value.
+	BuiltinFieldMasks = "smsproxy.field_masks"
 )
 
 func init() {
@@ -81,6 +90,18 @@ func init() {
 		Decl: types.NewFunction(types.Args(types.S, types.S,
 			types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))), types.S),
 	}, templateMatchBuiltin)
+	rego.RegisterBuiltin2(&rego.Function{
+		Name:        BuiltinContentScan,
+		Description: "Phrase-list hits, card numbers and IBANs in the text, in one pass per list.",
+		Decl: types.NewFunction(types.Args(types.S, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+			types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+	}, contentScanBuiltin)
+	rego.RegisterBuiltin1(&rego.Function{
+		Name:        BuiltinFieldMasks,
+		Description: "The {field: style} object as a list of {field, style} in key order, without body.",
+		Decl: types.NewFunction(types.Args(types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
+			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
+	}, fieldMasksBuiltin)
 }
 
 func stringOperand(t *ast.Term, fn string) (string, error) {
@@ -163,6 +184,109 @@ func phrasesMatchBuiltin(_ rego.BuiltinContext, text, list *ast.Term) (*ast.Term
 		terms[i] = ast.StringTerm(p)
 	}
 	return ast.ArrayTerm(terms...), nil
+}
+
+// listMatcher is one phrase list of data.region.content.lists compiled for content_scan.
+type listMatcher struct {
+	name *ast.Term
+	m    *PhraseMatcher
+}
+
+var listsCache dataCache[[]listMatcher]
+
+var (
+	keyPhrases    = ast.InternedTerm("phrases")
+	keyCardNumber = ast.InternedTerm("card_number")
+	keyIBAN       = ast.InternedTerm("iban")
+	// noHits is the result for a body with no hit at all, the common case; it is shared, never changed.
+	noHits = ast.ObjectTerm(
+		[2]*ast.Term{keyPhrases, ast.ObjectTerm()},
+		[2]*ast.Term{keyCardNumber, ast.InternedTerm(false)},
+		[2]*ast.Term{keyIBAN, ast.InternedTerm(false)},
+	)
+)
+
+func contentScanBuiltin(_ rego.BuiltinContext, text, lists *ast.Term) (*ast.Term, error) {
+	s, err := stringOperand(text, BuiltinContentScan)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := lists.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: lists must be an object, got %s", BuiltinContentScan, ast.ValueName(lists.Value))
+	}
+	ms, err := listsCache.get(obj, func() ([]listMatcher, error) {
+		var out []listMatcher
+		var bad error
+		obj.Foreach(func(k, v *ast.Term) {
+			lo, ok := v.Value.(ast.Object)
+			if !ok {
+				bad = fmt.Errorf("%s: list %v must be an object", BuiltinContentScan, k)
+				return
+			}
+			var phrases []string
+			if pt := lo.Get(keyPhrases); pt != nil {
+				arr, ok := pt.Value.(*ast.Array)
+				if !ok {
+					bad = fmt.Errorf("%s: phrases of list %v must be an array of strings", BuiltinContentScan, k)
+					return
+				}
+				arr.Foreach(func(t *ast.Term) {
+					if p, ok := t.Value.(ast.String); ok {
+						phrases = append(phrases, string(p))
+					} else {
+						bad = fmt.Errorf("%s: phrases of list %v must be an array of strings", BuiltinContentScan, k)
+					}
+				})
+			}
+			out = append(out, listMatcher{name: k, m: NewPhraseMatcher(phrases)})
+		})
+		return out, bad
+	})
+	if err != nil {
+		return nil, err
+	}
+	var hits [][2]*ast.Term
+	for _, l := range ms {
+		found := l.m.Match(s)
+		if len(found) == 0 {
+			continue
+		}
+		terms := make([]*ast.Term, len(found))
+		for i, p := range found {
+			terms[i] = ast.StringTerm(p)
+		}
+		hits = append(hits, [2]*ast.Term{l.name, ast.ArrayTerm(terms...)})
+	}
+	card, iban := HasCardNumber(s), HasIBAN(s)
+	if len(hits) == 0 && !card && !iban {
+		return noHits, nil
+	}
+	return ast.ObjectTerm(
+		[2]*ast.Term{keyPhrases, ast.ObjectTerm(hits...)},
+		[2]*ast.Term{keyCardNumber, ast.InternedTerm(card)},
+		[2]*ast.Term{keyIBAN, ast.InternedTerm(iban)},
+	), nil
+}
+
+var fieldMasksCache dataCache[*ast.Term]
+
+
+func fieldMasksBuiltin(_ rego.BuiltinContext, fields *ast.Term) (*ast.Term, error) {
+	obj, ok := fields.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: fields must be an object, got %s", BuiltinFieldMasks, ast.ValueName(fields.Value))
+	}
+	return fieldMasksCache.get(obj, func() (*ast.Term, error) {
+		var masks []*ast.Term
+		for _, k := range obj.Keys() { // sorted
+			if k.Equal(keyBody) {
+				continue
+			}
+			masks = append(masks, ast.ObjectTerm([2]*ast.Term{keyField, k}, [2]*ast.Term{keyStyle, obj.Get(k)}))
+		}
+		return ast.ArrayTerm(masks...), nil
+	})
 }
 
 var (

@@ -96,7 +96,7 @@ func TestEvalExplains(t *testing.T) {
 		t.Errorf("decision %+v revision %s", ev.Decision, ev.Revision)
 	}
 	trace := strings.Join(ev.Trace, "\n")
-	for _, s := range []string{"destination.rego:25", "Exit data.smsproxy.destination.deny"} {
+	for _, s := range []string{"destination.rego:25", "Exit data.smsproxy.deny"} {
 		if !strings.Contains(trace, s) {
 			t.Errorf("full trace does not mention %q", s)
 		}
@@ -106,7 +106,7 @@ func TestEvalExplains(t *testing.T) {
 		t.Errorf("ExplainOff: %+v, %v", ev, err)
 	}
 	ev, err = Eval(context.Background(), p, in, ExplainFails)
-	if err != nil || !strings.Contains(strings.Join(ev.Trace, "\n"), "Fail data.smsproxy.destination.country_data.alphanumeric = false") {
+	if err != nil || !strings.Contains(strings.Join(ev.Trace, "\n"), "Fail data.smsproxy.country_data.alphanumeric = false") {
 		t.Errorf("ExplainFails does not show why the sender rule did not fire: %v\n%s", err, strings.Join(ev.Trace, "\n"))
 	}
 	ev, err = Eval(context.Background(), p, in, ExplainNotes)

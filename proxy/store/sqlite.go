@@ -87,6 +87,11 @@ type SQLite struct {
 	rdb   *sql.DB
 	r     *sqliteReadStmts
 	corr  *lru.Cache[string, correlation] // nil when off
+	pass  *pass                           // the writer's scratch space
+	live  *liveStates                     // the writer's knowledge of messages in flight
+	cdb   *sql.DB                         // the checkpointer's connection
+
+	stopCkpt, ckptDone chan struct{}
 
 	closed    atomic.Bool // set first thing in Close; reads check it
 	closeOnce sync.Once
@@ -126,7 +131,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 
 	// temp_store=MEMORY keeps the savepoint journal of each grouped operation in memory; on a
 	// temporary file it costs a write system call per page and halves throughput.
-	s.wdb, err = sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_pragma=temp_store(MEMORY)")
+	s.wdb, err = sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_pragma=temp_store(MEMORY)&_pragma=page_size(16384)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -152,6 +157,15 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	if applied > 0 {
 		s.log.Info("store schema migrated", "applied", applied, "version", len(ms))
 	}
+	// The writer keeps the pages of recent rows and of the indexes in memory (64 MiB at most), and
+	// leaves checkpoints to the checkpointer below: wal_autocheckpoint only bounds the WAL should
+	// that fall behind.
+	for _, pragma := range []string{"PRAGMA cache_size = -65536", "PRAGMA wal_autocheckpoint = 16384",
+		"PRAGMA journal_size_limit = 67108864"} {
+		if _, err := s.wconn.ExecContext(ctx, pragma); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+	}
 	if s.w, err = prepareSQLiteWrite(ctx, s.wconn); err != nil {
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
@@ -167,10 +181,22 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	if s.r, err = prepareSQLiteRead(ctx, s.rdb); err != nil {
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
+	s.cdb, err = sql.Open("sqlite", path+"?"+common)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.cdb.SetMaxOpenConns(1)
+	s.cdb.SetMaxIdleConns(1)
+	s.cdb.SetConnMaxIdleTime(0)
+	s.cdb.SetConnMaxLifetime(0)
 	if opts.CorrelationCache > 0 {
 		s.corr, _ = lru.New[string, correlation](opts.CorrelationCache)
 	}
-	s.gc = newGroupCommitter(s.w, opts.MaxBatch, s.log)
+	s.pass = newPass()
+	s.live = &liveStates{live: map[string]msgState{}, pending: map[string]msgState{}}
+	s.gc = newGroupCommitter(s.w, s.runSet, s.live.ended, opts.MaxBatch, s.log)
+	s.stopCkpt, s.ckptDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointer(checkpointEvery)
 	ok = true
 	return s, nil
 }
@@ -181,6 +207,11 @@ func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.gc.close()
+		close(s.stopCkpt)
+		<-s.ckptDone
+		st := s.gc.stats()
+		s.log.Info("store writer stopped", "batches", st.Batches, "ops", st.Ops, "commits", st.Commits,
+			"busy", st.Busy.Round(time.Millisecond), "committing", st.Committing.Round(time.Millisecond))
 		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr
@@ -193,6 +224,9 @@ func (s *SQLite) closeDBs() error {
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.cdb != nil {
+		errs = append(errs, s.cdb.Close())
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.close())
@@ -208,6 +242,9 @@ func (s *SQLite) closeDBs() error {
 
 // Commits returns the number of write transactions committed since Open.
 func (s *SQLite) Commits() uint64 { return s.gc.commits.Load() }
+
+// WriterStats returns what the single writer has done since Open.
+func (s *SQLite) WriterStats() WriterStats { return s.gc.stats() }
 
 // isUniqueViolation reports whether err is a primary key or unique constraint failure.
 func isUniqueViolation(err error) bool {
@@ -238,4 +275,35 @@ func orNow(t time.Time) time.Time {
 		return time.Now()
 	}
 	return t
+}
+
+// checkpointEvery is how often the checkpointer copies committed pages from the WAL into the
+// database file.
+const checkpointEvery = 100 * time.Millisecond
+
+// checkpointer runs passive checkpoints on its own connection until Close, so that the writer's
+// commits never pay for one: a passive checkpoint takes no lock the writer needs and stops at
+// pages a reader still uses. A failure is logged and tried again at the next tick.
+func (s *SQLite) checkpointer(every time.Duration) {
+	defer close(s.ckptDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := uint64(0)
+	for {
+		select {
+		case <-s.stopCkpt:
+			return
+		case <-t.C:
+		}
+		if c := s.gc.commits.Load(); c == last {
+			continue
+		} else {
+			last = c
+		}
+		var busy, frames, done int
+		err := s.cdb.QueryRowContext(bg, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+		if err != nil {
+			s.log.Warn("store checkpoint failed; will try again", "err", err)
+		}
+	}
 }

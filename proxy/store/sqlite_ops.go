@@ -38,12 +38,12 @@ func nullable(s string) any {
 	return s
 }
 
-// Accept records a new message with status "accepted", its first status row, a "message.accepted"
-// audit event holding a.Audit and its outbox row, all in one transaction, and returns once that
-// transaction is durable. When the app already has a message with a.IdempotencyKey, nothing is
-// written: the earlier message is returned with Duplicate set if its request hash is the same, and
-// an *Error with code "idempotency_conflict" is returned if it differs. An id already in use gives
-// code "duplicate_id".
+// Accept records a new message with status "accepted", a "message.accepted" audit event holding
+// a.Audit (the first entry of its status history) and its outbox row, all in one transaction, and
+// returns once that transaction is durable. When the app already has a message with
+// a.IdempotencyKey, nothing is written: the earlier message is returned with Duplicate set if its
+// request hash is the same, and an *Error with code "idempotency_conflict" is returned if it
+// differs. An id already in use gives code "duplicate_id".
 func (s *SQLite) Accept(ctx context.Context, a Accepted) (AcceptResult, error) {
 	if a.ID == "" || a.App == "" {
 		return AcceptResult{}, invalid("a message needs an id and an app")
@@ -59,53 +59,15 @@ func (s *SQLite) Accept(ctx context.Context, a Accepted) (AcceptResult, error) {
 	if err != nil {
 		return AcceptResult{}, err
 	}
-	payload := a.Payload
-	if payload == nil {
-		payload = []byte{}
+	op := &acceptOp{a: a, key: nullable(a.IdempotencyKey), detail: detail, audit: audit, payload: a.Payload,
+		created: orNow(a.CreatedAt).UnixNano()}
+	if op.payload == nil {
+		op.payload = []byte{}
 	}
-	created := orNow(a.CreatedAt).UnixNano()
-	key := nullable(a.IdempotencyKey)
-	w := s.w
-	var res AcceptResult
-	err = s.gc.submit(ctx, func() error {
-		if key != nil {
-			var id, hash, status string
-			var at int64
-			err := w.idempotency.QueryRowContext(bg, a.App, key).Scan(&id, &hash, &status, &at)
-			switch {
-			case err == nil:
-				if hash != a.RequestHash {
-					return &Error{Code: CodeIdempotencyConflict, Message: "the idempotency key was already used for a different request"}
-				}
-				res = AcceptResult{ID: id, Duplicate: true, Status: status, CreatedAt: fromNanos(at)}
-				return nil
-			case !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
-		}
-		if _, err := w.insMessage.ExecContext(bg, a.ID, a.App, key, a.RequestHash, a.ToMasked, a.ToHash, a.Country,
-			a.Sender, a.SenderKind, a.Category, a.Body, a.Encoding, a.Segments, created, created, detail); err != nil {
-			if isUniqueViolation(err) {
-				return &Error{Code: CodeDuplicateID, Message: "a message with this id already exists"}
-			}
-			return err
-		}
-		if _, err := w.insStatus.ExecContext(bg, a.ID, StatusAccepted, created, "", "", "", a.ID); err != nil {
-			return err
-		}
-		if _, err := w.insAudit.ExecContext(bg, created, AuditAccepted, a.ID, a.App, audit); err != nil {
-			return err
-		}
-		if _, err := w.insOutbox.ExecContext(bg, a.ID, payload, created, created); err != nil {
-			return err
-		}
-		res = AcceptResult{ID: a.ID, Status: StatusAccepted, CreatedAt: time.Unix(0, created)}
-		return nil
-	})
-	if err != nil {
+	if err := s.gc.submitSet(ctx, op); err != nil {
 		return AcceptResult{}, err
 	}
-	return res, nil
+	return op.res, nil
 }
 
 // Refuse records a "message.refused" audit event with r.Data, grouped with other writes.
@@ -117,11 +79,7 @@ func (s *SQLite) Refuse(ctx context.Context, r Refused) error {
 	if err != nil {
 		return err
 	}
-	at := orNow(r.At).UnixNano()
-	return s.gc.submit(ctx, func() error {
-		_, err := s.w.insAudit.ExecContext(bg, at, AuditRefused, nullable(r.MessageID), r.App, data)
-		return err
-	})
+	return s.gc.submitSet(ctx, &refuseOp{id: nullable(r.MessageID), app: r.App, data: data, at: orNow(r.At).UnixNano()})
 }
 
 // state returns a message's app and status on the writer's connection.
@@ -131,11 +89,6 @@ func (s *SQLite) state(id string) (app, status string, err error) {
 		return "", "", ErrNotFound
 	}
 	return app, status, err
-}
-
-func (s *SQLite) history(id string, status string, at int64, provider, code, detail string) error {
-	_, err := s.w.insStatus.ExecContext(bg, id, status, at, provider, code, detail, id)
-	return err
 }
 
 func (s *SQLite) audit(at int64, kind, id, app string, data any) error {
@@ -158,12 +111,13 @@ type sentAudit struct {
 }
 
 // RecordSent records, in one grouped write, that providers took the given messages: each accepted
-// message becomes "sent" with its provider and provider message id, gains a status row and a
-// "message.sent" audit event, and loses its outbox row; the provider message id is kept for
-// receipts. Recording a send again is harmless: a known provider message id changes nothing, and a
-// further provider message id for a message already sent is only added for correlation (with a
-// "message.sent" event marked repeat). Messages that do not exist are skipped and reported in an
-// error matching ErrNotFound after the others have committed.
+// message becomes "sent" with its provider and provider message id, gains a "message.sent" audit
+// event, and loses its outbox row; the provider message id is kept for receipts. Recording a send
+// again is harmless: a known provider message id changes nothing, and a further provider message id
+// for a message already sent is only added for correlation (with a "message.sent" event marked
+// repeat). A provider message id that already belongs to another message is not recorded again.
+// Messages that do not exist are skipped and reported in an error matching ErrNotFound after the
+// others have committed.
 func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 	if len(sent) == 0 {
 		return nil
@@ -173,68 +127,16 @@ func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 			return invalid("a sent record needs a message id, a provider and a provider message id")
 		}
 	}
-	w := s.w
-	var missing []string
-	var learned []correlation
-	var keys []string
-	err := s.gc.submit(ctx, func() error {
-		missing, learned, keys = missing[:0], learned[:0], keys[:0]
-		for _, x := range sent {
-			app, status, err := s.state(x.MessageID)
-			if errors.Is(err, ErrNotFound) {
-				missing = append(missing, x.MessageID)
-				continue
-			} else if err != nil {
-				return err
-			}
-			at := orNow(x.At).UnixNano()
-			r, err := w.insProviderID.ExecContext(bg, x.Provider, x.ProviderMessageID, x.MessageID)
-			if err != nil {
-				return err
-			}
-			added, err := r.RowsAffected()
-			if err != nil {
-				return err
-			}
-			if added > 0 {
-				learned = append(learned, correlation{messageID: x.MessageID, app: app})
-				keys = append(keys, corrKey(x.Provider, x.ProviderMessageID))
-			}
-			switch {
-			case status == StatusAccepted:
-				if added == 0 {
-					s.log.Warn("store: provider message id already belongs to another message",
-						"provider", x.Provider, "message_id", x.MessageID)
-				}
-				if _, err := w.setSent.ExecContext(bg, x.Provider, x.ProviderMessageID, x.Attempts, x.Attempts, at, x.MessageID); err != nil {
-					return err
-				}
-				if err := s.history(x.MessageID, StatusSent, at, x.Provider, "", ""); err != nil {
-					return err
-				}
-				if err := s.audit(at, AuditSent, x.MessageID, app, sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false}); err != nil {
-					return err
-				}
-			case added > 0:
-				if err := s.audit(at, AuditSent, x.MessageID, app, sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, true}); err != nil {
-					return err
-				}
-			}
-			if _, err := w.delOutbox.ExecContext(bg, x.MessageID); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	op := &sentOp{sent: sent}
+	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err
 	}
 	if s.corr != nil {
-		for i, c := range learned {
-			s.corr.Add(keys[i], c)
+		for _, l := range op.learned {
+			s.corr.Add(l.key, l.c)
 		}
 	}
-	return notFoundIn(missing, len(sent))
+	return notFoundIn(op.missing, len(sent))
 }
 
 type failedAudit struct {
@@ -244,9 +146,9 @@ type failedAudit struct {
 }
 
 // RecordFailed records, in one grouped write, that the given messages will not be sent: each one
-// not yet final becomes "failed" with the code, gains a status row and a "message.failed" audit
-// event, and loses its outbox row. Messages already final are left as they are. Messages that do
-// not exist are skipped and reported in an error matching ErrNotFound after the others have committed.
+// not yet final becomes "failed" with the code, gains a "message.failed" audit event, and loses its
+// outbox row. Messages already final are left as they are. Messages that do not exist are skipped
+// and reported in an error matching ErrNotFound after the others have committed.
 func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 	if len(failed) == 0 {
 		return nil
@@ -256,41 +158,11 @@ func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 			return invalid("a failed record needs a message id and a code")
 		}
 	}
-	w := s.w
-	var missing []string
-	err := s.gc.submit(ctx, func() error {
-		missing = missing[:0]
-		for _, x := range failed {
-			app, status, err := s.state(x.MessageID)
-			if errors.Is(err, ErrNotFound) {
-				missing = append(missing, x.MessageID)
-				continue
-			} else if err != nil {
-				return err
-			}
-			if IsFinal(status) {
-				continue
-			}
-			at := orNow(x.At).UnixNano()
-			if _, err := w.setFailed.ExecContext(bg, x.Provider, x.Provider, x.Attempts, x.Attempts, at, x.MessageID); err != nil {
-				return err
-			}
-			if err := s.history(x.MessageID, StatusFailed, at, x.Provider, x.Code, ""); err != nil {
-				return err
-			}
-			if err := s.audit(at, AuditFailed, x.MessageID, app, failedAudit{x.Provider, x.Code, x.Attempts}); err != nil {
-				return err
-			}
-			if _, err := w.delOutbox.ExecContext(bg, x.MessageID); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	op := &failedOp{failed: failed}
+	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err
 	}
-	return notFoundIn(missing, len(failed))
+	return notFoundIn(op.missing, len(failed))
 }
 
 type retryAudit struct {
@@ -311,6 +183,7 @@ func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextA
 	now := time.Now().UnixNano()
 	w := s.w
 	return s.gc.submit(ctx, func() error {
+		s.live.forget(id)
 		app, _, err := s.state(id)
 		if err != nil {
 			return err
@@ -342,9 +215,9 @@ type receiptAudit struct {
 }
 
 // ApplyReceipt applies a delivery receipt to the message it correlates with through the provider
-// message id: the status changes, a status row and a "message.<status>" audit event are written.
-// A receipt for a message already final changes nothing and returns Applied false, since providers
-// repeat receipts. An unknown provider message id gives ErrNotFound.
+// message id: the status changes and a "message.<status>" audit event is written. A receipt for a
+// message already final changes nothing and returns Applied false, since providers repeat
+// receipts. An unknown provider message id gives ErrNotFound.
 func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, error) {
 	var kind string
 	switch r.Status {
@@ -364,33 +237,51 @@ func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, er
 	if err != nil {
 		return ReceiptResult{}, err
 	}
-	at := orNow(r.At).UnixNano()
-	res := ReceiptResult{MessageID: c.messageID, App: c.app}
-	err = s.gc.submit(ctx, func() error {
-		_, status, err := s.state(c.messageID)
-		if err != nil {
-			return err
-		}
-		if IsFinal(status) {
-			res.Status, res.Applied = status, false
-			return nil
-		}
-		if _, err := s.w.setStatus.ExecContext(bg, r.Status, at, c.messageID); err != nil {
-			return err
-		}
-		if err := s.history(c.messageID, r.Status, at, r.Provider, r.Code, ""); err != nil {
-			return err
-		}
-		if err := s.audit(at, kind, c.messageID, c.app, receiptAudit{r.Provider, r.ProviderMessageID, r.Code}); err != nil {
-			return err
-		}
-		res.Status, res.Applied = r.Status, true
-		return nil
-	})
-	if err != nil {
+	op := &receiptOp{r: r, kind: kind, c: c, at: orNow(r.At).UnixNano()}
+	if err := s.gc.submitSet(ctx, op); err != nil {
 		return ReceiptResult{}, err
 	}
-	return res, nil
+	return op.res, nil
+}
+
+// historyData holds the fields of the store's own audit events that a status history shows.
+type historyData struct {
+	Provider string `json:"provider"`
+	Code     string `json:"code"`
+	Repeat   bool   `json:"repeat"`
+}
+
+// historyEntry turns one of a message's audit events into an entry of its status history: the
+// events the store writes when the status changes are the history, and the others (retries,
+// repeated sends) are not part of it.
+func historyEntry(kind string, at int64, data string) (StatusEntry, bool) {
+	e := StatusEntry{At: fromNanos(at)}
+	switch kind {
+	case AuditAccepted:
+		e.Status = StatusAccepted
+		return e, true // its data is the caller's, not the store's
+	case AuditSent:
+		e.Status = StatusSent
+	case AuditFailed:
+		e.Status = StatusFailed
+	case AuditDelivered:
+		e.Status = StatusDelivered
+	case AuditUndeliverable:
+		e.Status = StatusUndeliverable
+	default:
+		return e, false
+	}
+	var d historyData
+	if json.Unmarshal([]byte(data), &d) == nil {
+		if d.Repeat {
+			return e, false
+		}
+		e.Provider, e.Code = d.Provider, d.Code
+	}
+	if e.Status == StatusSent {
+		e.Code = ""
+	}
+	return e, true
 }
 
 // correlate resolves a provider message id through the cache, then the read pool.
@@ -405,7 +296,7 @@ func (s *SQLite) correlate(ctx context.Context, provider, pmid string) (correlat
 		}
 	}
 	var c correlation
-	err := s.r.correlate.QueryRowContext(ctx, provider, pmid).Scan(&c.messageID, &c.app)
+	err := s.r.correlate.QueryRowContext(ctx, provider, pmid, provider, pmid).Scan(&c.messageID, &c.app)
 	if errors.Is(err, sql.ErrNoRows) {
 		return correlation{}, ErrNotFound
 	}
@@ -450,13 +341,15 @@ func (s *SQLite) Get(ctx context.Context, app, id string) (MessageView, error) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e StatusEntry
+		var kind, data string
 		var at int64
-		if err := rows.Scan(&e.Seq, &e.Status, &at, &e.Provider, &e.Code, &e.Detail); err != nil {
+		if err := rows.Scan(&kind, &at, &data); err != nil {
 			return MessageView{}, fmt.Errorf("store: get history: %w", err)
 		}
-		e.At = fromNanos(at)
-		v.History = append(v.History, e)
+		if e, ok := historyEntry(kind, at, data); ok {
+			e.Seq = len(v.History) + 1
+			v.History = append(v.History, e)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return MessageView{}, fmt.Errorf("store: get history: %w", err)
@@ -560,7 +453,7 @@ func (s *SQLite) FindIdempotent(ctx context.Context, app, key string) (MessageVi
 		return MessageView{}, false, nil
 	}
 	var id string
-	err := s.rdb.QueryRowContext(ctx, qFindIdempotent, app, key).Scan(&id)
+	err := s.r.findIdempotent.QueryRowContext(ctx, app, key).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return MessageView{}, false, nil
 	}

@@ -111,6 +111,23 @@ type Store interface {
 	Commits() uint64
 	// Close waits for queued writes to commit and releases the database.
 	Close() error
+
+	// AddOptOut records one opt-out with its audit event; added is false when it already existed.
+	AddOptOut(ctx context.Context, o OptOut) (added bool, err error)
+	// ImportOptOuts records many opt-outs, each with its audit event, skipping those already present.
+	ImportOptOuts(ctx context.Context, rows []OptOut) (ImportResult, error)
+	// RemoveOptOut deletes the opt-outs of number that app recorded, each with its audit event.
+	RemoveOptOut(ctx context.Context, app, number string, at time.Time) (int, error)
+	// ListOptOuts lists the opt-outs app recorded with a Seq greater than after.
+	ListOptOuts(ctx context.Context, app string, after int64, limit int) ([]OptOut, error)
+	// RecordConsent appends a consent record with its audit event.
+	RecordConsent(ctx context.Context, c Consent) (Consent, error)
+	// WithdrawConsent marks app's consent in force for number and category withdrawn, audited.
+	WithdrawConsent(ctx context.Context, app, number, category string, at time.Time) (int, error)
+	// Consents lists every consent record app holds for number.
+	Consents(ctx context.Context, app, number string) ([]Consent, error)
+	// RecipientFacts returns what the policy needs to know about number: opt-outs and consents.
+	RecipientFacts(ctx context.Context, number string) (RecipientFacts, error)
 }
 
 // Accepted is a message the policy allowed, as it is to be recorded.

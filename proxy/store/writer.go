@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // batchTx drives transactions on the writer's single connection. Only the writer goroutine calls it.
@@ -18,10 +19,21 @@ type batchTx interface {
 	RollbackToSavepoint() error
 }
 
+// setRunner runs operations that have a set-based form (writeOp.set) together: a run of them costs
+// a few multi-row statements instead of several statements each. It stores each operation's own
+// outcome in res (an error there wrote nothing for that operation) and returns an error when a
+// write failed; the writer then undoes the whole run and runs each operation of it alone, so that
+// the failure stays with the operation that caused it. Only the writer goroutine calls it.
+type setRunner func(ops []*writeOp, res []error) error
+
 // writeOp is one caller's operation waiting for the writer.
 type writeOp struct {
 	ctx context.Context
-	// fn runs inside the batch transaction. An error undoes fn's writes only; the batch goes on.
+	// set, when not nil, is the operation's data for the setRunner, which runs it with the other
+	// set operations next to it in the queue.
+	set any
+	// fn runs an operation without a set form inside the batch transaction. An error undoes fn's
+	// writes only; the batch goes on.
 	fn   func() error
 	done chan error
 }
@@ -30,7 +42,10 @@ type writeOp struct {
 // takes everything queued, up to maxBatch operations, into one transaction. There is no timer: a
 // lone operation commits at once, and operations arriving during a commit form the next batch.
 type groupCommitter struct {
-	tx       batchTx
+	tx     batchTx
+	runSet setRunner
+	// ended, when not nil, is called after each transaction with whether it committed.
+	ended    func(committed bool)
 	maxBatch int
 	log      *slog.Logger
 
@@ -39,13 +54,25 @@ type groupCommitter struct {
 	ops     chan *writeOp
 	stopped chan struct{}
 
-	commits atomic.Uint64
-	opsDone atomic.Uint64
+	commits  atomic.Uint64
+	opsDone  atomic.Uint64
+	batches  atomic.Uint64
+	opsTaken atomic.Uint64
+	busy     atomic.Int64 // nanoseconds spent running batches
+	// commitBusy is the part of busy spent in COMMIT, which writes the WAL and waits for fsync.
+	commitBusy atomic.Int64
+
+	// Scratch space of the writer goroutine.
+	live    []*writeOp
+	liveRes []error
+	liveAt  []int
 }
 
-func newGroupCommitter(tx batchTx, maxBatch int, log *slog.Logger) *groupCommitter {
+func newGroupCommitter(tx batchTx, runSet setRunner, ended func(bool), maxBatch int, log *slog.Logger) *groupCommitter {
 	g := &groupCommitter{
 		tx:       tx,
+		runSet:   runSet,
+		ended:    ended,
 		maxBatch: maxBatch,
 		log:      log,
 		ops:      make(chan *writeOp, maxBatch),
@@ -59,10 +86,20 @@ func newGroupCommitter(tx batchTx, maxBatch int, log *slog.Logger) *groupCommitt
 // ends after fn was queued, submit returns ctx's error at once; fn is skipped if the writer has not
 // started it yet, but may still commit if it has.
 func (g *groupCommitter) submit(ctx context.Context, fn func() error) error {
+	return g.enqueue(&writeOp{ctx: ctx, fn: fn})
+}
+
+// submitSet queues an operation run by the setRunner and waits as submit does.
+func (g *groupCommitter) submitSet(ctx context.Context, set any) error {
+	return g.enqueue(&writeOp{ctx: ctx, set: set})
+}
+
+func (g *groupCommitter) enqueue(op *writeOp) error {
+	ctx := op.ctx
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	op.done = make(chan error, 1)
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
@@ -117,7 +154,11 @@ func (g *groupCommitter) run() {
 			}
 		}
 		res := results[:len(batch)]
+		start := time.Now()
 		g.runBatch(batch, res)
+		g.busy.Add(int64(time.Since(start)))
+		g.batches.Add(1)
+		g.opsTaken.Add(uint64(len(batch)))
 		for i, op := range batch {
 			op.done <- res[i]
 			res[i] = nil
@@ -126,66 +167,59 @@ func (g *groupCommitter) run() {
 	}
 }
 
+// errAbort stops a batch: the transaction is rolled back and every operation without an outcome
+// gets err.
+type errAbort struct {
+	stage string
+	err   error
+}
+
 // runBatch runs batch in one transaction and leaves each operation's outcome in res.
 func (g *groupCommitter) runBatch(batch []*writeOp, res []error) {
-	live := 0
+	live, liveRes, liveAt := g.live[:0], g.liveRes[:0], g.liveAt[:0]
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			res[i] = err
 			continue
 		}
-		live++
+		live, liveRes, liveAt = append(live, op), append(liveRes, nil), append(liveAt, i)
 	}
-	if live == 0 {
+	g.live, g.liveRes, g.liveAt = live, liveRes, liveAt
+	defer func() {
+		for k := range live {
+			live[k] = nil
+		}
+	}()
+	if len(live) == 0 {
 		return
 	}
-	fail := func(stage string, err error) {
-		err = fmt.Errorf("store: write transaction failed at %s: %w", stage, err)
-		g.log.Error("store write batch failed", "stage", stage, "ops", live, "err", err)
-		for i := range res {
-			if res[i] == nil {
+	fail := func(a *errAbort) {
+		err := fmt.Errorf("store: write transaction failed at %s: %w", a.stage, a.err)
+		g.log.Error("store write batch failed", "stage", a.stage, "ops", len(live), "err", err)
+		for k, i := range liveAt {
+			if liveRes[k] == nil {
 				res[i] = err
+			} else {
+				res[i] = liveRes[k]
 			}
 		}
 	}
 	if err := g.tx.Begin(); err != nil {
-		fail("begin", err)
+		fail(&errAbort{"begin", err})
 		return
 	}
-	// A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
-	savepoints := live > 1
-	ok := 0
-	for i, op := range batch {
-		if res[i] != nil {
-			continue
-		}
-		if savepoints {
-			if err := g.tx.Savepoint(); err != nil {
-				_ = g.tx.Rollback()
-				fail("savepoint", err)
-				return
-			}
-		}
-		err := op.fn()
-		if err == nil {
-			ok++
-		} else {
-			res[i] = err
-			if savepoints {
-				if rerr := g.tx.RollbackToSavepoint(); rerr != nil {
-					_ = g.tx.Rollback()
-					fail("rollback to savepoint", rerr)
-					return
-				}
-			}
-		}
-		if savepoints {
-			if err := g.tx.ReleaseSavepoint(); err != nil {
-				_ = g.tx.Rollback()
-				fail("release savepoint", err)
-				return
-			}
-		}
+	committed := false
+	if g.ended != nil {
+		defer func() { g.ended(committed) }()
+	}
+	ok, abort := g.runLive(live, liveRes)
+	if abort != nil {
+		_ = g.tx.Rollback()
+		fail(abort)
+		return
+	}
+	for k, i := range liveAt {
+		res[i] = liveRes[k]
 	}
 	if ok == 0 {
 		if err := g.tx.Rollback(); err != nil {
@@ -193,11 +227,135 @@ func (g *groupCommitter) runBatch(batch []*writeOp, res []error) {
 		}
 		return
 	}
-	if err := g.tx.Commit(); err != nil {
+	start := time.Now()
+	err := g.tx.Commit()
+	g.commitBusy.Add(int64(time.Since(start)))
+	if err != nil {
 		_ = g.tx.Rollback()
-		fail("commit", err)
+		fail(&errAbort{"commit", err})
 		return
 	}
+	committed = true
 	g.commits.Add(1)
 	g.opsDone.Add(uint64(ok))
+}
+
+// runLive runs the live operations of a batch inside its transaction: each run of consecutive set
+// operations in one pass, the others one by one. It returns how many succeeded.
+func (g *groupCommitter) runLive(live []*writeOp, res []error) (ok int, abort *errAbort) {
+	// A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
+	alone := len(live) == 1
+	for i := 0; i < len(live); {
+		if live[i].set == nil || g.runSet == nil {
+			n, a := g.runOne(live[i], res[i:i+1], alone)
+			if a != nil {
+				return ok, a
+			}
+			ok += n
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(live) && live[j].set != nil {
+			j++
+		}
+		n, a := g.runPass(live[i:j], res[i:j], alone)
+		if a != nil {
+			return ok, a
+		}
+		ok += n
+		i = j
+	}
+	return ok, nil
+}
+
+// runOne runs one operation, in a savepoint unless it is alone in the transaction.
+func (g *groupCommitter) runOne(op *writeOp, res []error, alone bool) (int, *errAbort) {
+	if !alone {
+		if err := g.tx.Savepoint(); err != nil {
+			return 0, &errAbort{"savepoint", err}
+		}
+	}
+	var err error
+	if op.set != nil {
+		err = g.runSet([]*writeOp{op}, res)
+	} else {
+		err = op.fn()
+	}
+	if err != nil {
+		res[0] = err
+		if !alone {
+			if rerr := g.tx.RollbackToSavepoint(); rerr != nil {
+				return 0, &errAbort{"rollback to savepoint", rerr}
+			}
+		}
+	}
+	if !alone {
+		if err := g.tx.ReleaseSavepoint(); err != nil {
+			return 0, &errAbort{"release savepoint", err}
+		}
+	}
+	if res[0] != nil {
+		return 0, nil
+	}
+	return 1, nil
+}
+
+// runPass runs a run of set operations together; when that fails, it undoes the pass and runs
+// each operation alone.
+func (g *groupCommitter) runPass(ops []*writeOp, res []error, alone bool) (int, *errAbort) {
+	if len(ops) == 1 {
+		return g.runOne(ops[0], res, alone)
+	}
+	if err := g.tx.Savepoint(); err != nil {
+		return 0, &errAbort{"savepoint", err}
+	}
+	err := g.runSet(ops, res)
+	if err != nil {
+		if rerr := g.tx.RollbackToSavepoint(); rerr != nil {
+			return 0, &errAbort{"rollback to savepoint", rerr}
+		}
+	}
+	if rerr := g.tx.ReleaseSavepoint(); rerr != nil {
+		return 0, &errAbort{"release savepoint", rerr}
+	}
+	if err == nil {
+		ok := 0
+		for _, r := range res {
+			if r == nil {
+				ok++
+			}
+		}
+		return ok, nil
+	}
+	ok := 0
+	for k, op := range ops {
+		res[k] = nil
+		n, a := g.runOne(op, res[k:k+1], false)
+		if a != nil {
+			return ok, a
+		}
+		ok += n
+	}
+	return ok, nil
+}
+
+// WriterStats describes the work of a store's single writer since Open.
+type WriterStats struct {
+	// Batches is how many times the writer took queued operations, and Ops how many it took.
+	Batches, Ops uint64
+	// Commits counts the transactions committed and Committed the operations they held.
+	Commits, Committed uint64
+	// Busy is the time the writer spent running batches, commits included; the writer is the
+	// store's bottleneck when it approaches the time elapsed.
+	Busy time.Duration
+	// Committing is the part of Busy spent committing: writing the WAL and waiting for fsync.
+	Committing time.Duration
+}
+
+func (g *groupCommitter) stats() WriterStats {
+	return WriterStats{
+		Batches: g.batches.Load(), Ops: g.opsTaken.Load(), Commits: g.commits.Load(), Committed: g.opsDone.Load(),
+		Busy: time.Duration(g.busy.Load()), Committing: time.Duration(g.commitBusy.Load()),
+	}
 }

@@ -1,5 +1,9 @@
--- 0001_init: messages, status history, audit trail, outbox and provider id correlation.
+-- 0001_init: messages, audit trail, outbox and provider id correlation.
 -- Times are unix nanoseconds. JSON columns hold text.
+--
+-- Every message writes few rows and few index entries, since the single writer's time per message
+-- bounds the proxy's throughput: a message's status history is read from its audit events, and its
+-- first provider message id lives in the messages row.
 
 CREATE TABLE messages (
     id                  TEXT    NOT NULL PRIMARY KEY,
@@ -17,29 +21,21 @@ CREATE TABLE messages (
     segments            INTEGER NOT NULL DEFAULT 0,
     status              TEXT    NOT NULL,
     provider            TEXT    NOT NULL DEFAULT '',
-    provider_message_id TEXT    NOT NULL DEFAULT '',
+    provider_message_id TEXT    NOT NULL DEFAULT '',  -- the first one a provider gave; '' until sent
     attempts            INTEGER NOT NULL DEFAULT 0,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL,
     detail              TEXT    NOT NULL DEFAULT '{}'
 );
 
-CREATE UNIQUE INDEX messages_app_idempotency_key ON messages (app, idempotency_key);
-CREATE INDEX messages_to_hash ON messages (to_hash, created_at);
+-- Partial indexes: a message without an idempotency key, a destination hash or a provider message
+-- id costs no index entry for it.
+CREATE UNIQUE INDEX messages_app_idempotency_key ON messages (app, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX messages_to_hash ON messages (to_hash, created_at) WHERE to_hash <> '';
+CREATE UNIQUE INDEX messages_provider_message_id ON messages (provider, provider_message_id) WHERE provider_message_id <> '';
 
-CREATE TABLE message_status (
-    message_id TEXT    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    seq        INTEGER NOT NULL,
-    status     TEXT    NOT NULL,
-    at         INTEGER NOT NULL,
-    provider   TEXT    NOT NULL DEFAULT '',
-    code       TEXT    NOT NULL DEFAULT '',
-    detail     TEXT    NOT NULL DEFAULT '',
-    PRIMARY KEY (message_id, seq)
-) WITHOUT ROWID;
-
--- audit_events has no foreign key: the trail outlives the messages it mentions, and refused
--- messages are never stored.
+-- audit_events is append-only and has no foreign key: the trail outlives the messages it mentions,
+-- and refused messages are never stored. A message's status history is read from its events.
 CREATE TABLE audit_events (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     at         INTEGER NOT NULL,
@@ -57,8 +53,10 @@ CREATE TABLE outbox (
     created_at      INTEGER NOT NULL,
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
+-- provider_ids holds only the further provider message ids of a message sent again (failover after
+-- a timeout); the first one is in messages.
 CREATE TABLE provider_ids (
     provider            TEXT NOT NULL,
     provider_message_id TEXT NOT NULL,

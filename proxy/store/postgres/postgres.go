@@ -1,0 +1,158 @@
+// Package postgres is the PostgreSQL implementation of store.Store (pgx), for a region that runs
+// several replicas of the proxy against one database.
+//
+// It behaves as the embedded SQLite store does, and storetest checks both the same way. What
+// differs follows from several processes writing at once:
+//
+//   - Correctness comes from constraints, not from a single writer: message ids are primary keys,
+//     (app, idempotency_key) is unique, provider message ids are unique per provider, and every
+//     write is one statement that uses ON CONFLICT or locks the message row it changes (FOR UPDATE),
+//     so two replicas racing on the same message or key give the same outcomes as one would.
+//   - Writes are still grouped: writer goroutines (two by default) send the operations queued at
+//     that moment as one pipelined batch (one round trip, one implicit transaction, one commit). An
+//     operation whose statement fails is taken out and the rest of the batch is sent again, so a
+//     failing operation fails alone; a deadlock or serialization failure with another replica's
+//     batch sends the whole batch again.
+//   - The outbox can be shared: ClaimOutbox hands a row to one replica at a time under a lease,
+//     while PendingOutbox keeps listing every row as the Store contract says.
+//
+// The schema is versioned: Open applies the embedded migrations it has not applied yet, in one
+// transaction under an advisory lock, so that replicas starting together migrate once, and it
+// refuses a database whose schema is newer than the build ("schema_too_new").
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smsproxy/smsproxy/proxy/store"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxBatch = 512
+	DefaultMaxConns = 8
+	DefaultWriters  = 2
+)
+
+// Options tune a PostgreSQL store. The zero value is valid.
+type Options struct {
+	// MaxBatch is the largest number of operations sent in one batch transaction; 0 means 512.
+	MaxBatch int
+	// MaxConns is the size of the connection pool shared by reads and the writers; 0 means 8.
+	MaxConns int
+	// Writers is the number of batches this process may have in flight at once; 0 means 2. One
+	// batch at a time leaves the server idle while each commit is flushed.
+	Writers int
+	// Logger receives the store's own events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports options that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.MaxBatch < 0:
+		return &store.Error{Code: store.CodeInvalidOptions, Message: "MaxBatch must not be negative"}
+	case o.MaxConns < 0:
+		return &store.Error{Code: store.CodeInvalidOptions, Message: "MaxConns must not be negative"}
+	case o.Writers < 0:
+		return &store.Error{Code: store.CodeInvalidOptions, Message: "Writers must not be negative"}
+	}
+	o = o.withDefaults()
+	if o.MaxConns <= o.Writers {
+		return &store.Error{Code: store.CodeInvalidOptions, Message: "MaxConns must be greater than Writers, to leave connections for reads"}
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.Writers == 0 {
+		o.Writers = DefaultWriters
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Postgres is the store on a PostgreSQL database, safe for several processes at once.
+type Postgres struct {
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	w    *writer
+
+	closed    atomic.Bool // set first thing in Close; reads check it
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Postgres)(nil)
+
+// Open connects to the database named by dsn (a postgres:// URL or key=value string, as pgx reads
+// it; a search_path parameter selects the schema), applies pending migrations and starts the
+// writer. The password in dsn never appears in an error.
+func Open(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	ms, err := loadMigrations(migrationFiles, "migrations")
+	if err != nil {
+		return nil, &store.Error{Code: store.CodeMigrationFailed, Message: err.Error()}
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors may quote the connection string, password included.
+		return nil, &store.Error{Code: store.CodeInvalidArgument, Message: "the PostgreSQL connection string cannot be parsed"}
+	}
+	cfg.MaxConns = int32(opts.MaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to PostgreSQL: %w", redact(err, cfg.ConnConfig.Password))
+	}
+	applied, err := migrate(ctx, pool, ms)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if applied > 0 {
+		opts.Logger.Info("store schema migrated", "backend", "postgres", "applied", applied, "version", len(ms))
+	}
+	p := &Postgres{log: opts.Logger, pool: pool}
+	p.w = newWriter(pool, opts.MaxBatch, opts.Writers, opts.Logger)
+	return p, nil
+}
+
+// redact removes a password from an error's text; pgx connection errors can hold the config.
+func redact(err error, password string) error {
+	if password == "" || !strings.Contains(err.Error(), password) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), password, "xxxxx"))
+}
+
+// Close commits the writes already queued, stops the writer and closes the connections. Calls
+// made after Close return store.ErrClosed.
+func (p *Postgres) Close() error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		p.w.close()
+		p.pool.Close()
+	})
+	return nil
+}
+
+// Commits returns the number of write transactions this process committed since Open.
+func (p *Postgres) Commits() uint64 { return p.w.commits.Load() }
