@@ -27,6 +27,7 @@ import (
 	"github.com/smsproxy/smsproxy/plugins/simulator"
 	"github.com/smsproxy/smsproxy/proxy"
 	"github.com/smsproxy/smsproxy/proxy/config"
+	"github.com/smsproxy/smsproxy/proxy/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -170,12 +171,15 @@ func servePlugin(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// newLogger returns the process logger. Every record goes through the redaction layer, so that a
+// phone number, a code or a key that reaches a log call by mistake never reaches the output.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(redact.New(h))
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smsproxy/smsproxy/proxy/config"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -61,5 +63,22 @@ func TestCommandLine(t *testing.T) {
 	}
 	if code, _, _ := runCmd("serve", "-config"); code != 2 {
 		t.Errorf("flag without value: %d", code)
+	}
+}
+
+func TestLoggerRedacts(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		log := newLogger(config.Log{Level: "info", Format: format}, &buf)
+		log.Info("sending to +6591234567 failed", "to", "+6591234567", "body", "Your code is 739215", "provider", "simulator")
+		out := buf.String()
+		for _, leak := range []string{"6591234567", "739215"} {
+			if strings.Contains(out, leak) {
+				t.Errorf("%s log leaks %q: %s", format, leak, out)
+			}
+		}
+		if !strings.Contains(out, "simulator") {
+			t.Errorf("%s log lost a benign attribute: %s", format, out)
+		}
 	}
 }
