@@ -43,22 +43,12 @@ default granted_limits := []
 granted_limits := sort(limits) if allow
 
 # The message fields every concern reads, with "" for a missing one.
-default country := ""
+country := object.get(input.message, "country", "")
 
-country := input.message.country if is_string(input.message.country)
+category := object.get(input.message, "category", "")
 
-default category := ""
+from := object.get(input.message, "from", "")
 
-category := input.message.category if is_string(input.message.category)
+kind := object.get(input.message, "sender_kind", "")
 
-default from := ""
-
-from := input.message.from if is_string(input.message.from)
-
-default kind := ""
-
-kind := input.message.sender_kind if is_string(input.message.sender_kind)
-
-default body := ""
-
-body := input.message.body if is_string(input.message.body)
+body := object.get(input.message, "body", "")

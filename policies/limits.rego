@@ -13,54 +13,64 @@
 # than sprintf (app names are lower-case letters, digits, - and _, so quoting them needs no escapes).
 package smsproxy
 
-# declare builds one limit from a {rate, period, burst} entry.
-declare(key, cfg, code, message) := {
-	"key": key,
+limits contains {
+	"key": concat("", ["app:", input.app]),
 	"rate": cfg.rate,
 	"period": cfg.period,
 	"burst": object.get(cfg, "burst", 0),
-	"code": code,
-	"message": message,
-}
-
-limits contains declare(
-	concat("", ["app:", input.app]), cfg, "app_rate_exceeded",
-	concat("", ["App \"", input.app, "\" has reached its limit of ", format_int(cfg.rate, 10), " messages per ", cfg.period, "."]),
-) if {
+	"code": "app_rate_exceeded",
+	"message": concat("", ["App \"", input.app, "\" has reached its limit of ", format_int(cfg.rate, 10), " messages per ", cfg.period, "."]),
+} if {
 	input.app != ""
 	cfg := data.region.limits.app
 }
 
-limits contains declare(
-	concat("", ["otp:device:", input.message.device_id]), cfg, "otp_device_daily_limit",
-	concat("", ["This device has already received ", format_int(cfg.rate, 10), " one-time passwords in the last ", cfg.period, "."]),
-) if {
+limits contains {
+	"key": concat("", ["otp:device:", input.message.device_id]),
+	"rate": cfg.rate,
+	"period": cfg.period,
+	"burst": object.get(cfg, "burst", 0),
+	"code": "otp_device_daily_limit",
+	"message": concat("", ["This device has already received ", format_int(cfg.rate, 10), " one-time passwords in the last ", cfg.period, "."]),
+} if {
 	input.message.category == "otp"
 	input.message.device_id != ""
 	cfg := data.region.limits.otp_per_device
 }
 
-limits contains declare(
-	concat("", ["otp:to:", input.message.to]), cfg, "otp_resend_too_soon",
-	concat("", ["A one-time password was sent to this number less than ", cfg.period, " ago; please wait before asking for another."]),
-) if {
+limits contains {
+	"key": concat("", ["otp:to:", input.message.to]),
+	"rate": cfg.rate,
+	"period": cfg.period,
+	"burst": object.get(cfg, "burst", 0),
+	"code": "otp_resend_too_soon",
+	"message": concat("", ["A one-time password was sent to this number less than ", cfg.period, " ago; please wait before asking for another."]),
+} if {
 	input.message.category == "otp"
 	input.message.to != ""
 	cfg := data.region.limits.otp_per_number
 }
 
-limits contains declare(
-	concat("", ["velocity:country:", country]), cfg, "velocity_country_exceeded",
-	concat("", ["Too many messages to ", country, " in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
-) if {
+limits contains {
+	"key": concat("", ["velocity:country:", country]),
+	"rate": cfg.rate,
+	"period": cfg.period,
+	"burst": object.get(cfg, "burst", 0),
+	"code": "velocity_country_exceeded",
+	"message": concat("", ["Too many messages to ", country, " in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
+} if {
 	country != ""
 	cfg := data.region.limits.velocity_country
 }
 
-limits contains declare(
-	concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]), cfg, "velocity_prefix_exceeded",
-	concat("", ["Too many messages to one number range in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
-) if {
+limits contains {
+	"key": concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]),
+	"rate": cfg.rate,
+	"period": cfg.period,
+	"burst": object.get(cfg, "burst", 0),
+	"code": "velocity_prefix_exceeded",
+	"message": concat("", ["Too many messages to one number range in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
+} if {
 	cfg := data.region.limits.velocity_prefix
 	count(input.message.to) > cfg.digits + 1
 }

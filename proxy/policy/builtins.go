@@ -271,7 +271,6 @@ func contentScanBuiltin(_ rego.BuiltinContext, text, lists *ast.Term) (*ast.Term
 
 var fieldMasksCache dataCache[*ast.Term]
 
-
 func fieldMasksBuiltin(_ rego.BuiltinContext, fields *ast.Term) (*ast.Term, error) {
 	obj, ok := fields.Value.(ast.Object)
 	if !ok {

@@ -45,7 +45,7 @@ func BenchmarkDecidePack(b *testing.B) {
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
-	b.ResetTimer()
+	stopCPU := reportCPU(b)
 	for i := 0; b.Loop(); i++ {
 		t0 := time.Now()
 		if _, err := p.Decide(ctx, inputs[i%len(inputs)]); err != nil {
@@ -53,6 +53,7 @@ func BenchmarkDecidePack(b *testing.B) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	stopCPU()
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"io/fs"
+	"strings"
 	"testing"
 
 	"github.com/smsproxy/smsproxy/policies"
@@ -33,10 +34,63 @@ func compileRegion(t testing.TB, region string) *Prepared {
 	return p
 }
 
-func TestPackCompiles(t *testing.T) {
-	for _, r := range []string{"dev"} {
-		compileRegion(t, r)
+// TestPackCompilesForEveryRegion loads every region under regions/ with config.LoadRegion, compiles the
+// pack against it (which runs the Rego tests) and checks that the region serves its own markets and
+// names the serving region for the others.
+func TestPackCompilesForEveryRegion(t *testing.T) {
+	dirs, err := fs.ReadDir(regions.FS, ".")
+	if err != nil {
+		t.Fatal(err)
 	}
+	var names []string
+	for _, d := range dirs {
+		if d.IsDir() {
+			names = append(names, d.Name())
+		}
+	}
+	// served are one registered market per region; elsewhere a market another region serves.
+	cases := map[string]struct {
+		served    *Input
+		elsewhere string // country code
+		serving   string // region named in the refusal
+	}{
+		"dev": {served: otpSG(), elsewhere: "FR", serving: ""},
+		"eu":  {served: regionTxn("GB", "PAYLINK", "alphanumeric", "+447700900123"), elsewhere: "SG", serving: "sg"},
+		"us":  {served: regionTxn("US", "+14155550100", "long_code", "+14155550123"), elsewhere: "DE", serving: "eu"},
+		"sg":  {served: regionTxn("SG", "PAYLINK88", "alphanumeric", "+6591234567"), elsewhere: "US", serving: "us"},
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			c, ok := cases[name]
+			if !ok {
+				t.Fatalf("region %s has no case in this test; add one", name)
+			}
+			p := compileRegion(t, name)
+			d, err := p.Decide(context.Background(), c.served)
+			if err != nil || !d.Allow {
+				t.Fatalf("served market: %+v, %v", d, err)
+			}
+			out := regionTxn(c.elsewhere, "PAYLINK", "alphanumeric", "+33612345678")
+			d, err = p.Decide(context.Background(), out)
+			if err != nil || d.Allow || len(d.Reasons) != 1 || d.Reasons[0].Code != "country_not_served" {
+				t.Fatalf("market %s: %+v, %v", c.elsewhere, d, err)
+			}
+			if c.serving != "" && !strings.Contains(d.Reasons[0].Message, `region "`+c.serving+`"`) {
+				t.Errorf("refusal does not name region %s: %s", c.serving, d.Reasons[0].Message)
+			}
+		})
+	}
+	if len(names) < 4 {
+		t.Errorf("only regions %v", names)
+	}
+}
+
+// regionTxn is a transaction message from the app "payments", which the real regions assign their senders to.
+func regionTxn(country, from, kind, to string) *Input {
+	return &Input{App: "payments", Now: now, Message: MessageInput{
+		To: to, Country: country, From: from, SenderKind: kind, Category: "transaction",
+		Body: "Your transfer PL20241208009 of 250.00 SGD has arrived.", Encoding: "GSM-7", Segments: 1,
+	}, Facts: Facts{LocalHour: 12, LocalWeekday: 4, TimeZone: "UTC", Consents: consent("transaction", "contract", false)}}
 }
 
 // devData is the dev region's data as the proxy loads it, under data.region.
