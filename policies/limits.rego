@@ -9,68 +9,51 @@
 #   velocity_prefix   a burst to one number prefix of `digits` digits (SMS pumping guard)
 #   10DLC             each US campaign's per-minute cap and each brand's daily cap
 #
-# Limits are declared for every allowed message, so their sentences are joined with concat rather
+# smsproxy.limit(cfg, limit) adds the region's rate, period and burst (0 when absent) to the rule's
+# code, counter key and sentence, writing cfg's numbers where the sentence says {rate} and {period}.
+# Limits are declared for every allowed message, so keys and sentences are joined with concat rather
 # than sprintf (app names are lower-case letters, digits, - and _, so quoting them needs no escapes).
 package smsproxy
 
-limits contains {
-	"key": concat("", ["app:", input.app]),
-	"rate": cfg.rate,
-	"period": cfg.period,
-	"burst": object.get(cfg, "burst", 0),
+limits contains smsproxy.limit(data.region.limits.app, {
 	"code": "app_rate_exceeded",
-	"message": concat("", ["App \"", input.app, "\" has reached its limit of ", format_int(cfg.rate, 10), " messages per ", cfg.period, "."]),
-} if {
+	"key": concat("", ["app:", input.app]),
+	"message": concat("", ["App \"", input.app, "\" has reached its limit of {rate} messages per {period}."]),
+}) if {
 	input.app != ""
-	cfg := data.region.limits.app
 }
 
-limits contains {
-	"key": concat("", ["otp:device:", input.message.device_id]),
-	"rate": cfg.rate,
-	"period": cfg.period,
-	"burst": object.get(cfg, "burst", 0),
+limits contains smsproxy.limit(data.region.limits.otp_per_device, {
 	"code": "otp_device_daily_limit",
-	"message": concat("", ["This device has already received ", format_int(cfg.rate, 10), " one-time passwords in the last ", cfg.period, "."]),
-} if {
+	"key": concat("", ["otp:device:", input.message.device_id]),
+	"message": "This device has already received {rate} one-time passwords in the last {period}.",
+}) if {
 	input.message.category == "otp"
 	input.message.device_id != ""
-	cfg := data.region.limits.otp_per_device
 }
 
-limits contains {
-	"key": concat("", ["otp:to:", input.message.to]),
-	"rate": cfg.rate,
-	"period": cfg.period,
-	"burst": object.get(cfg, "burst", 0),
+limits contains smsproxy.limit(data.region.limits.otp_per_number, {
 	"code": "otp_resend_too_soon",
-	"message": concat("", ["A one-time password was sent to this number less than ", cfg.period, " ago; please wait before asking for another."]),
-} if {
+	"key": concat("", ["otp:to:", input.message.to]),
+	"message": "A one-time password was sent to this number less than {period} ago; please wait before asking for another.",
+}) if {
 	input.message.category == "otp"
 	input.message.to != ""
-	cfg := data.region.limits.otp_per_number
 }
 
-limits contains {
-	"key": concat("", ["velocity:country:", country]),
-	"rate": cfg.rate,
-	"period": cfg.period,
-	"burst": object.get(cfg, "burst", 0),
+limits contains smsproxy.limit(data.region.limits.velocity_country, {
 	"code": "velocity_country_exceeded",
-	"message": concat("", ["Too many messages to ", country, " in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
-} if {
+	"key": concat("", ["velocity:country:", country]),
+	"message": concat("", ["Too many messages to ", country, " in a short time (more than {rate} per {period}); this looks like SMS pumping."]),
+}) if {
 	country != ""
-	cfg := data.region.limits.velocity_country
 }
 
-limits contains {
-	"key": concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]),
-	"rate": cfg.rate,
-	"period": cfg.period,
-	"burst": object.get(cfg, "burst", 0),
+limits contains smsproxy.limit(cfg, {
 	"code": "velocity_prefix_exceeded",
-	"message": concat("", ["Too many messages to one number range in a short time (more than ", format_int(cfg.rate, 10), " per ", cfg.period, "); this looks like SMS pumping."]),
-} if {
+	"key": concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]),
+	"message": "Too many messages to one number range in a short time (more than {rate} per {period}); this looks like SMS pumping.",
+}) if {
 	cfg := data.region.limits.velocity_prefix
 	count(input.message.to) > cfg.digits + 1
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,13 @@ const (
 	// BuiltinFieldMasks is smsproxy.field_masks(fields): the object {field: style} as the array
 	// [{"field": f, "style": s}, …] in key order, leaving out "body"; computed once per data value.
 	BuiltinFieldMasks = "smsproxy.field_masks"
+	// BuiltinLimit is smsproxy.limit(cfg, limit): the limit {"key", "rate", "period", "burst", "code",
+	// "message"} a rule declares. cfg is one entry of data.region.limits ({"rate": n, "period": p} with
+	// an optional "burst", 0 when absent); limit is {"code": c, "key": k, "message": m}, where "{rate}" and
+	// "{period}" in m are replaced by cfg's. It is undefined when cfg has no rate or no period, as a rule
+	// reading cfg.rate and cfg.period would be, and an error when the rate is not a whole number or the
+	// period not a string.
+	BuiltinLimit = "smsproxy.limit"
 )
 
 func init() {
@@ -102,6 +110,12 @@ func init() {
 		Decl: types.NewFunction(types.Args(types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
 			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
 	}, fieldMasksBuiltin)
+	anyObject := types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))
+	rego.RegisterBuiltin2(&rego.Function{
+		Name:        BuiltinLimit,
+		Description: "A declared limit: the region's rate, period and burst with the rule's code, key and sentence.",
+		Decl:        types.NewFunction(types.Args(anyObject, anyObject), anyObject),
+	}, limitBuiltin)
 }
 
 func stringOperand(t *ast.Term, fn string) (string, error) {
@@ -286,6 +300,71 @@ func fieldMasksBuiltin(_ rego.BuiltinContext, fields *ast.Term) (*ast.Term, erro
 		}
 		return ast.ArrayTerm(masks...), nil
 	})
+}
+
+var limitPlaceholders = [...]string{"{rate}", "{period}"}
+
+func limitBuiltin(_ rego.BuiltinContext, cfgTerm, specTerm *ast.Term) (*ast.Term, error) {
+	cfg, ok := cfgTerm.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: the limit's data must be an object, got %s", BuiltinLimit, ast.ValueName(cfgTerm.Value))
+	}
+	spec, ok := specTerm.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: the limit must be an object, got %s", BuiltinLimit, ast.ValueName(specTerm.Value))
+	}
+	rateTerm, period := cfg.Get(keyRate), cfg.Get(keyPeriod)
+	if rateTerm == nil || period == nil {
+		return nil, nil // as undefined as cfg.rate or cfg.period
+	}
+	rate, ok := rateTerm.Value.(ast.Number)
+	if !ok {
+		return nil, fmt.Errorf("%s: rate must be a number, got %s", BuiltinLimit, ast.ValueName(rateTerm.Value))
+	}
+	rateText, ok := wholeNumber(rate)
+	if !ok {
+		return nil, fmt.Errorf("%s: rate must be a whole number, got %v", BuiltinLimit, rate)
+	}
+	periodText, ok := period.Value.(ast.String)
+	if !ok {
+		return nil, fmt.Errorf("%s: period must be a string, got %s", BuiltinLimit, ast.ValueName(period.Value))
+	}
+	burst := cfg.Get(keyBurst)
+	if burst == nil {
+		burst = ast.InternedTerm(0)
+	}
+	code, key, msg := spec.Get(keyCode), spec.Get(keyKey), spec.Get(keyMessage)
+	if code == nil || key == nil || msg == nil {
+		return nil, fmt.Errorf("%s: the limit needs a code, a key and a message", BuiltinLimit)
+	}
+	sentence, ok := msg.Value.(ast.String)
+	if !ok {
+		return nil, fmt.Errorf("%s: the message must be a string, got %s", BuiltinLimit, ast.ValueName(msg.Value))
+	}
+	text := string(sentence)
+	if strings.IndexByte(text, '{') >= 0 {
+		values := [...]string{rateText, string(periodText)}
+		for i, ph := range limitPlaceholders {
+			text = strings.ReplaceAll(text, ph, values[i])
+		}
+		msg = ast.StringTerm(text)
+	}
+	return ast.ObjectTerm(
+		[2]*ast.Term{keyKey, key},
+		[2]*ast.Term{keyRate, rateTerm},
+		[2]*ast.Term{keyPeriod, period},
+		[2]*ast.Term{keyBurst, burst},
+		[2]*ast.Term{keyCode, code},
+		[2]*ast.Term{keyMessage, msg},
+	), nil
+}
+
+// wholeNumber returns n as format_int(n, 10) writes it, if n is a whole number.
+func wholeNumber(n ast.Number) (string, bool) {
+	if i, ok := n.Int64(); ok {
+		return strconv.FormatInt(i, 10), true
+	}
+	return "", false
 }
 
 var (

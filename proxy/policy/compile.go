@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DecisionRule is the rule every bundle must define; its value is the Decision document.
@@ -28,6 +30,11 @@ type Prepared struct {
 	revision string
 	query    rego.PreparedEvalQuery
 	tests    int
+	// txn is a read transaction on the bundle's store, opened once and shared by every evaluation.
+	// The store is never written after Compile, and reads of an in-memory store's read transaction
+	// are plain lookups in immutable data, so concurrent evaluations may share it; it is never closed
+	// (a read transaction holds only a read lock on a store nobody writes to).
+	txn storage.Transaction
 }
 
 // Revision returns the revision of the bundle p was compiled from.
@@ -186,7 +193,11 @@ func compile(ctx context.Context, b Bundle, prepOpts ...rego.PrepareOption) (*Pr
 	if err != nil {
 		return nil, newError(CodeCompile, "cannot prepare the decision query", err)
 	}
-	return &Prepared{revision: b.Revision, query: query, tests: len(results)}, nil
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, newError(CodeCompile, "cannot open the policy data", err)
+	}
+	return &Prepared{revision: b.Revision, query: query, tests: len(results), txn: txn}, nil
 }
 
 // keepAST hands the result back as the AST value it already is, so Decide decodes it without
@@ -204,12 +215,33 @@ func (p *Prepared) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, newError(CodeEval, "the decision was cancelled", err)
 	}
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.Value()))
+	// OPA starts a goroutine per evaluation to watch ctx unless it is given a Cancel. A context that
+	// can never be cancelled gets one that never fires; any other context cancels the evaluation
+	// through context.AfterFunc, which costs no goroutine unless ctx is actually done.
+	cancel := neverCancelled
+	if ctx.Done() != nil {
+		c := topdown.NewCancel()
+		stop := context.AfterFunc(ctx, c.Cancel)
+		defer stop()
+		cancel = c
+	}
+	rs, err := p.query.Eval(ctx,
+		rego.EvalParsedInput(in.Value()),
+		rego.EvalTransaction(p.txn),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalExternalCancel(cancel),
+	)
 	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return Decision{}, newError(CodeEval, "the decision was cancelled", cerr)
+		}
 		return Decision{}, newError(CodeEval, "policy evaluation failed", err)
 	}
 	return decodeResult(rs)
 }
+
+// neverCancelled is the Cancel of evaluations whose context cannot be cancelled; nothing cancels it.
+var neverCancelled = topdown.NewCancel()
 
 func decodeResult(rs rego.ResultSet) (Decision, error) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {

@@ -37,12 +37,23 @@ func largeBundle(tb testing.TB) Bundle {
 // BenchmarkDecidePack measures the full pack on the real decision path with 10,000 senders and
 // 2,000 phrases, one goroutine, and reports p50 and p99 per decision.
 func BenchmarkDecidePack(b *testing.B) {
+	benchmarkDecidePack(b, context.Background())
+}
+
+// BenchmarkDecidePackDeadline is BenchmarkDecidePack with a context that has a deadline, as a
+// request's context has in production.
+func BenchmarkDecidePackDeadline(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	benchmarkDecidePack(b, ctx)
+}
+
+func benchmarkDecidePack(b *testing.B, ctx context.Context) {
 	p, err := Compile(context.Background(), largeBundle(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	inputs := []*Input{otpSG(), txn("SG", nil), txn("US", nil), txn("GB", nil), txn("SG", func(in *Input) { in.Message.Body = "Send your cvv" })}
-	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	stopCPU := reportCPU(b)
