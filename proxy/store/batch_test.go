@@ -297,3 +297,30 @@ func TestChunkSize(t *testing.T) {
 		t.Fatalf("rowsSQL = %q", got)
 	}
 }
+
+// TestCheckpoint checks that the checkpointer's connection copies what the writer committed into
+// the database file, and that the settings which keep checkpoints off the commit path hold.
+func TestCheckpoint(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "db"), Options{})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := s.Accept(ctx, Accepted{ID: fmt.Sprintf("m%d", i), App: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frames, done, err := s.checkpoint()
+	if err != nil || frames == 0 || done != frames {
+		t.Fatalf("checkpoint = %d of %d frames, %v; want all of a non-empty WAL", done, frames, err)
+	}
+	for _, tc := range []struct{ pragma, want string }{
+		{"wal_autocheckpoint", "16384"},
+		{"journal_size_limit", "67108864"},
+		{"cache_size", "-65536"},
+	} {
+		var got string
+		if err := s.wconn.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil || got != tc.want {
+			t.Errorf("PRAGMA %s = %s, %v; want %s", tc.pragma, got, err, tc.want)
+		}
+	}
+}

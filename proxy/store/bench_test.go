@@ -213,6 +213,7 @@ func BenchmarkLifecycle(b *testing.B) {
 	b.ReportMetric(float64(st.Busy-before.Busy)/float64(time.Microsecond)/float64(b.N), "writer-µs/msg")
 	b.ReportMetric(float64(st.Ops-before.Ops)/float64(st.Batches-before.Batches), "ops/batch")
 	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64(st.Committing-before.Committing)/float64(time.Microsecond)/float64(st.Commits-before.Commits), "µs/commit")
 }
 
 // cpuTime returns the user and system CPU time the process has used: unlike the wall time, it

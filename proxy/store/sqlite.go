@@ -131,7 +131,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 
 	// temp_store=MEMORY keeps the savepoint journal of each grouped operation in memory; on a
 	// temporary file it costs a write system call per page and halves throughput.
-	s.wdb, err = sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_pragma=temp_store(MEMORY)&_pragma=page_size(16384)")
+	s.wdb, err = sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_pragma=temp_store(MEMORY)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -300,10 +300,16 @@ func (s *SQLite) checkpointer(every time.Duration) {
 		} else {
 			last = c
 		}
-		var busy, frames, done int
-		err := s.cdb.QueryRowContext(bg, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
-		if err != nil {
+		if _, _, err := s.checkpoint(); err != nil {
 			s.log.Warn("store checkpoint failed; will try again", "err", err)
 		}
 	}
+}
+
+// checkpoint runs one passive checkpoint and returns how many frames the WAL holds and how many
+// of them are now in the database file.
+func (s *SQLite) checkpoint() (frames, done int, err error) {
+	var busy int
+	err = s.cdb.QueryRowContext(bg, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+	return frames, done, err
 }

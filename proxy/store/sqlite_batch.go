@@ -30,7 +30,9 @@ type refuseOp struct {
 
 // sentOp is one RecordSent call.
 type sentOp struct {
-	sent    []Sent
+	sent []Sent
+	// data holds each send's "message.sent" audit data, encoded by the caller.
+	data    []string
 	missing []string
 	learned []learnedID
 }
@@ -43,7 +45,9 @@ type learnedID struct {
 
 // failedOp is one RecordFailed call.
 type failedOp struct {
-	failed  []Failed
+	failed []Failed
+	// data holds each failure's "message.failed" audit data, encoded by the caller.
+	data    []string
 	missing []string
 }
 
@@ -53,6 +57,7 @@ type receiptOp struct {
 	kind string
 	c    correlation
 	at   int64
+	data string // the audit data, encoded by the caller
 	res  ReceiptResult
 }
 
@@ -96,6 +101,9 @@ const maxLive = 200_000
 // not final yet, so that sends and receipts need not read them back. The writer is the only one to
 // change messages, so an entry is the row as committed. Changes of a transaction wait in pending
 // until it commits, and are dropped if it does not. Only the writer goroutine uses it.
+//
+// An operation that changes or deletes messages outside a pass (a closure given to submit) must
+// call forget for each message it touches, or the next pass works from a stale row.
 type liveStates struct {
 	live    map[string]msgState
 	pending map[string]msgState
@@ -355,7 +363,7 @@ var errDuplicateID = &Error{Code: CodeDuplicateID, Message: "a message with this
 
 func (s *SQLite) sent(p *pass, o *sentOp) error {
 	o.missing, o.learned = o.missing[:0], o.learned[:0]
-	for _, x := range o.sent {
+	for i, x := range o.sent {
 		st := p.states[x.MessageID]
 		if st == nil {
 			o.missing = append(o.missing, x.MessageID)
@@ -383,7 +391,7 @@ func (s *SQLite) sent(p *pass, o *sentOp) error {
 				st.attempts = x.Attempts
 			}
 			p.touch(st, changedProvider)
-			p.audit(at, AuditSent, x.MessageID, st.app, mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false}))
+			p.audit(at, AuditSent, x.MessageID, st.app, o.data[i])
 		case known || (st.provider == x.Provider && st.pmid == x.ProviderMessageID):
 			// Recorded before: nothing changes.
 		default:
@@ -408,7 +416,7 @@ func (s *SQLite) sent(p *pass, o *sentOp) error {
 
 func (p *pass) failed(o *failedOp) {
 	o.missing = o.missing[:0]
-	for _, x := range o.failed {
+	for i, x := range o.failed {
 		st := p.states[x.MessageID]
 		if st == nil {
 			o.missing = append(o.missing, x.MessageID)
@@ -427,7 +435,7 @@ func (p *pass) failed(o *failedOp) {
 			st.attempts = x.Attempts
 		}
 		p.touch(st, how)
-		p.audit(at, AuditFailed, x.MessageID, st.app, mustJSON(failedAudit{x.Provider, x.Code, x.Attempts}))
+		p.audit(at, AuditFailed, x.MessageID, st.app, o.data[i])
 		p.delOut = append(p.delOut, x.MessageID)
 	}
 }
@@ -443,7 +451,7 @@ func (p *pass) receipt(o *receiptOp) error {
 	}
 	st.status, st.updated = o.r.Status, o.at
 	p.touch(st, changedStatus)
-	p.audit(o.at, o.kind, o.c.messageID, o.c.app, mustJSON(receiptAudit{o.r.Provider, o.r.ProviderMessageID, o.r.Code}))
+	p.audit(o.at, o.kind, o.c.messageID, o.c.app, o.data)
 	o.res.Status, o.res.Applied = o.r.Status, true
 	return nil
 }

@@ -127,7 +127,10 @@ func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 			return invalid("a sent record needs a message id, a provider and a provider message id")
 		}
 	}
-	op := &sentOp{sent: sent}
+	op := &sentOp{sent: sent, data: make([]string, len(sent))}
+	for i, x := range sent {
+		op.data[i] = mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false})
+	}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err
 	}
@@ -158,7 +161,10 @@ func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 			return invalid("a failed record needs a message id and a code")
 		}
 	}
-	op := &failedOp{failed: failed}
+	op := &failedOp{failed: failed, data: make([]string, len(failed))}
+	for i, x := range failed {
+		op.data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts})
+	}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err
 	}
@@ -237,7 +243,8 @@ func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, er
 	if err != nil {
 		return ReceiptResult{}, err
 	}
-	op := &receiptOp{r: r, kind: kind, c: c, at: orNow(r.At).UnixNano()}
+	op := &receiptOp{r: r, kind: kind, c: c, at: orNow(r.At).UnixNano(),
+		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code})}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return ReceiptResult{}, err
 	}

@@ -39,8 +39,13 @@ type writeOp struct {
 }
 
 // groupCommitter runs queued operations in as few transactions as possible: each time it wakes it
-// takes everything queued, up to maxBatch operations, into one transaction. There is no timer: a
-// lone operation commits at once, and operations arriving during a commit form the next batch.
+// takes everything queued, up to maxBatch operations, into one transaction. A lone operation
+// commits at once, and operations arriving during a commit form the next batch. Under load, the
+// callers of a batch just committed queue their next operations a moment after the writer looks:
+// so when recent batches held several operations, the writer lingers while more keep coming (each
+// within lingerGap), until the batch is as large as recent ones or its last commit's time has
+// passed, rather than spend a whole commit (an fsync) on a few operations. A lone caller never
+// waits.
 type groupCommitter struct {
 	tx     batchTx
 	runSet setRunner
@@ -131,31 +136,60 @@ func (g *groupCommitter) close() {
 	<-g.stopped
 }
 
+// maxLinger bounds how long the writer waits for more operations before a commit, and lingerGap
+// how long it waits for the next one: when none comes within it, every caller that was going to
+// come soon has come.
+const (
+	maxLinger = time.Millisecond
+	lingerGap = 100 * time.Microsecond
+)
+
 func (g *groupCommitter) run() {
 	defer close(g.stopped)
 	batch := make([]*writeOp, 0, g.maxBatch)
 	results := make([]error, g.maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	load := 0.0                  // operations per batch, a moving average over recent batches
+	var lastCommit time.Duration // how long the last commit took
 	for {
 		op, ok := <-g.ops
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], op)
-	fill:
-		for len(batch) < g.maxBatch {
-			select {
-			case op, ok := <-g.ops:
-				if !ok {
-					break fill
+		open := g.drain(&batch)
+		if want := min(int(load+0.5), g.maxBatch); open && load >= 2 && len(batch) < want && lastCommit > 0 {
+			deadline := time.Now().Add(min(lastCommit, maxLinger))
+		wait:
+			for len(batch) < want {
+				d := min(lingerGap, time.Until(deadline))
+				if d <= 0 {
+					break
 				}
-				batch = append(batch, op)
-			default:
-				break fill
+				linger.Reset(d)
+				select {
+				case op, ok := <-g.ops:
+					linger.Stop()
+					if !ok {
+						break wait
+					}
+					batch = append(batch, op)
+					if !g.drain(&batch) {
+						break wait
+					}
+				case <-linger.C:
+					break wait
+				}
 			}
 		}
+		load += (float64(len(batch)) - load) / 4
 		res := results[:len(batch)]
 		start := time.Now()
+		committing := g.commitBusy.Load()
 		g.runBatch(batch, res)
+		lastCommit = time.Duration(g.commitBusy.Load() - committing)
 		g.busy.Add(int64(time.Since(start)))
 		g.batches.Add(1)
 		g.opsTaken.Add(uint64(len(batch)))
@@ -165,6 +199,23 @@ func (g *groupCommitter) run() {
 			batch[i] = nil
 		}
 	}
+}
+
+// drain appends what is queued to batch, up to maxBatch operations, without waiting. It returns
+// false once the queue is closed.
+func (g *groupCommitter) drain(batch *[]*writeOp) bool {
+	for len(*batch) < g.maxBatch {
+		select {
+		case op, ok := <-g.ops:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, op)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // errAbort stops a batch: the transaction is rolled back and every operation without an outcome
