@@ -9,16 +9,22 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/smsproxy/smsproxy/policies"
+	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/config"
 	"github.com/smsproxy/smsproxy/proxy/front"
 	"github.com/smsproxy/smsproxy/proxy/limit"
@@ -71,6 +77,8 @@ type Proxy struct {
 	facts   *recipientFacts
 	shadow  *shadow // nil unless shadow_policies_dir is set
 	ready   atomic.Bool
+	keys    *audit.Keyring
+	admins  map[string]bool
 }
 
 // runtime is what a reload replaces at once: the region data and the templates built from it.
@@ -112,7 +120,10 @@ func New(ctx context.Context, o Options) (_ *Proxy, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	st, err := store.OpenSQLite(ctx, cfg.StorePath(), store.Options{MaxBatch: cfg.Store.MaxBatch, Logger: p.log})
+	if p.keys, err = LoadAuditKeyring(&cfg, p.log, true); err != nil {
+		return nil, err
+	}
+	st, err := store.OpenSQLite(ctx, cfg.StorePath(), AuditStoreOptions(&cfg, p.keys, p.log))
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +149,15 @@ func New(ctx context.Context, o Options) (_ *Proxy, err error) {
 		return nil, err
 	}
 	apps := make(map[string]string, len(cfg.Apps))
+	p.admins = map[string]bool{}
 	for _, a := range cfg.Apps {
 		apps[a.KeySHA256] = a.Name
+		if a.Admin {
+			p.admins[a.Name] = true
+		}
 	}
 	p.front = front.New(p, front.Options{Apps: apps, Ready: p.ready.Load, Logger: p.log})
+	p.appendAudit(ctx, store.AuditConfigLoaded, p.configSummary(rt.region))
 	return p, nil
 }
 
@@ -174,17 +190,27 @@ func (p *Proxy) loadBundle(region *config.Region) (policy.Bundle, error) {
 // Reload reads the region data and the policies again and swaps them in if the new bundle compiles
 // and passes its tests; otherwise the running ones stay and the error is returned (and logged).
 // Providers are fixed at start: a change to them needs a restart.
+//
+// Every reload that changes the policy revision is an audit event ("policy.changed", with the old and
+// new revisions), and so is every refused one ("policy.refused", with the kept revision and the
+// error's code). A reload that changes nothing records nothing.
 func (p *Proxy) Reload(ctx context.Context) error {
+	old := p.policy.Revision()
 	rt, err := p.loadRuntime()
 	if err != nil {
 		p.log.Error("reload refused: region data invalid, keeping the running data", "err", err)
+		p.appendAudit(ctx, store.AuditPolicyRefused, policyRefusedEvent{Revision: old, Code: reloadCode(err), What: "region_data"})
 		return err
 	}
 	err = p.policy.Reload(ctx, func() (policy.Bundle, error) { return p.loadBundle(rt.region) })
 	if err != nil {
+		p.appendAudit(ctx, store.AuditPolicyRefused, policyRefusedEvent{Revision: old, Code: reloadCode(err), What: "policy"})
 		return err
 	}
 	p.rt.Store(rt)
+	if rev := p.policy.Revision(); rev != old {
+		p.appendAudit(ctx, store.AuditPolicyChanged, policyChangedEvent{OldRevision: old, NewRevision: rev})
+	}
 	p.reloadShadow(ctx, rt.region)
 	return nil
 }
@@ -196,6 +222,10 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	p.out.start(runCtx, &wg)
+	if tr, ok := p.trail(); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.retentionLoop(runCtx, tr) }()
+	}
 	if p.cfg.PoliciesDir != "" || p.cfg.RegionsDir != "" || p.cfg.ShadowPoliciesDir != "" {
 		var paths []string
 		for _, d := range []string{p.cfg.PoliciesDir, p.cfg.RegionsDir, p.cfg.ShadowPoliciesDir} {
@@ -256,12 +286,21 @@ func newMessageID(now time.Time) string {
 	return "msg_" + hex.EncodeToString(b[:])
 }
 
-// Check validates a configuration offline: the region data, its templates, and the policy bundle,
-// which is compiled and whose Rego tests are run, exactly as at start-up.
+// Check validates a configuration offline: the region data, its templates, the audit keyring (when
+// one is configured) and the retention in force, and the policy bundle, which is compiled and whose
+// Rego tests are run, exactly as at start-up.
 func Check(ctx context.Context, cfg config.Config) error {
 	p := &Proxy{cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	rt, err := p.loadRuntime()
 	if err != nil {
+		return err
+	}
+	if _, dev := cfg.KeyringRef(); !dev {
+		if _, err := LoadAuditKeyring(&cfg, p.log, false); err != nil {
+			return err
+		}
+	}
+	if _, _, err := PurgePolicyFor(&cfg, rt.region.Data, time.Now()); err != nil {
 		return err
 	}
 	for name := range cfg.Providers {
@@ -283,4 +322,306 @@ func Check(ctx context.Context, cfg config.Config) error {
 		return fmt.Errorf("shadow_policies_dir: %w", err)
 	}
 	return nil
+}
+
+// The audit trail's operator surface: the keyring, the events of configuration and policy changes,
+// checkpoints, retention and erasure. The store does the writing and the cryptography (package audit);
+// the proxy decides when.
+
+// CodeKeyringRegion is the error code of a keyring made for another region than the configuration's.
+const CodeKeyringRegion = "keyring_region_mismatch"
+
+// LoadAuditKeyring loads the keyring that audit.keyring refers to. Without one it uses the development
+// keyring in data_dir/audit-keyring.json, and when create is true and that file does not exist it
+// generates one (mode 0600) and warns loudly: a development keyring lives beside the data it protects.
+// The keyring must be the configured region's.
+func LoadAuditKeyring(cfg *config.Config, log *slog.Logger, create bool) (*audit.Keyring, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	ref, dev := cfg.KeyringRef()
+	if dev {
+		path := strings.TrimPrefix(ref, "file:")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && create {
+			if err := writeDevKeyring(path, cfg.Region, time.Now()); err != nil {
+				return nil, fmt.Errorf("audit.keyring: %w", err)
+			}
+			log.Warn("AUDIT KEYRING GENERATED FOR DEVELOPMENT: audit.keyring is not set, so a new keyring was written beside the data it protects; "+
+				"anyone who can read data_dir can decrypt the audit trail and forge checkpoints. Set audit.keyring to a file: or env: reference in production",
+				"path", path, "region", cfg.Region)
+		} else if err == nil {
+			log.Warn("using the development audit keyring in data_dir; set audit.keyring in production", "path", path)
+		}
+	}
+	kr, err := audit.LoadKeyring(ref)
+	if err != nil {
+		return nil, fmt.Errorf("audit.keyring: %w", err)
+	}
+	if kr.Region() != cfg.Region {
+		return nil, &audit.Error{Code: CodeKeyringRegion, Message: "audit.keyring: the keyring is for region " +
+			kr.Region() + ", the configuration for region " + cfg.Region}
+	}
+	return kr, nil
+}
+
+// writeDevKeyring generates a keyring for region and writes it to path with mode 0600, never over an
+// existing file.
+func writeDevKeyring(path, region string, now time.Time) error {
+	kr, err := audit.GenerateKeyring(region, now)
+	if err != nil {
+		return err
+	}
+	data, err := kr.Export()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return err
+	}
+	return f.Close()
+}
+
+// AuditStoreOptions are the store options of a configuration with its audit keyring. The store signs
+// checkpoints itself (every audit.checkpoint_every events or audit.checkpoint_interval, and at Close).
+func AuditStoreOptions(cfg *config.Config, kr *audit.Keyring, log *slog.Logger) store.Options {
+	return store.Options{MaxBatch: cfg.Store.MaxBatch, Logger: log, Audit: kr, Region: cfg.Region,
+		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.D()}
+}
+
+// trail returns the store's audit trail, when the store keeps one.
+func (p *Proxy) trail() (store.AuditTrail, bool) {
+	tr, ok := p.store.(store.AuditTrail)
+	return tr, ok
+}
+
+// appendAudit records an event that is not a message write. v is marshalled to JSON and must hold no
+// personal data. A failure is logged, not returned: the change it records has happened either way.
+func (p *Proxy) appendAudit(ctx context.Context, kind string, v any) {
+	tr, ok := p.trail()
+	if !ok {
+		return
+	}
+	data, err := json.Marshal(v)
+	if err == nil {
+		err = tr.AppendEvent(ctx, store.AuditAppend{Kind: kind, Data: data, At: p.now()})
+	}
+	if err != nil {
+		p.log.Error("cannot record an audit event", "kind", kind, "err", err)
+	}
+}
+
+// configEvent is the data of a "config.loaded" event: what the proxy runs with, masked (no keys, no
+// key hashes, no addresses of people).
+type configEvent struct {
+	Region         string            `json:"region"`
+	Apps           []string          `json:"apps"`
+	AdminApps      []string          `json:"admin_apps,omitempty"`
+	PolicyRevision string            `json:"policy_revision"`
+	Policies       string            `json:"policies"`
+	SigningKey     string            `json:"signing_key"`
+	ActiveDataKey  string            `json:"active_data_key"`
+	DevKeyring     bool              `json:"dev_keyring,omitempty"`
+	Retention      map[string]string `json:"retention,omitempty"`
+	RetentionFrom  string            `json:"retention_source,omitempty"`
+}
+
+func (p *Proxy) configSummary(region *config.Region) configEvent {
+	ev := configEvent{Region: p.cfg.Region, PolicyRevision: p.policy.Revision(), Policies: "embedded"}
+	for _, a := range p.cfg.Apps {
+		ev.Apps = append(ev.Apps, a.Name)
+		if a.Admin {
+			ev.AdminApps = append(ev.AdminApps, a.Name)
+		}
+	}
+	slices.Sort(ev.Apps)
+	slices.Sort(ev.AdminApps)
+	if p.cfg.PoliciesDir != "" {
+		ev.Policies = "policies_dir"
+	}
+	if p.keys != nil {
+		ev.SigningKey, ev.ActiveDataKey = p.keys.SigningKeyID(), p.keys.ActiveDataKeyID()
+	}
+	_, ev.DevKeyring = p.cfg.KeyringRef()
+	if pp, src, err := PurgePolicyFor(&p.cfg, region.Data, time.Time{}); err == nil {
+		ev.Retention = map[string]string{"default": config.Duration(pp.Default).String()}
+		for cat, d := range pp.PerCategory {
+			ev.Retention[cat] = config.Duration(d).String()
+		}
+		ev.RetentionFrom = src
+	}
+	return ev
+}
+
+// policyChangedEvent is the data of a "policy.changed" event.
+type policyChangedEvent struct {
+	OldRevision string `json:"old_revision"`
+	NewRevision string `json:"new_revision"`
+}
+
+// policyRefusedEvent is the data of a "policy.refused" event: the revision kept, the stable code of
+// the reason and what was refused ("policy" or "region_data"). The error text is in the log only.
+type policyRefusedEvent struct {
+	Revision string `json:"revision"`
+	Code     string `json:"code"`
+	What     string `json:"what"`
+}
+
+// reloadCode is the stable code of a reload error.
+func reloadCode(err error) string {
+	if c := policy.ErrorCode(err); c != "" {
+		return c
+	}
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) && coded.ErrorCode() != "" {
+		return coded.ErrorCode()
+	}
+	var cfgCoded interface{ Code() string }
+	if errors.As(err, &cfgCoded) && cfgCoded.Code() != "" {
+		return cfgCoded.Code()
+	}
+	return "reload_failed"
+}
+
+// CodeRetentionInvalid is the error code of a retention setting that would keep records for less
+// than the minimum or cannot be read.
+const CodeRetentionInvalid = "retention_invalid"
+
+// PurgePolicyFor returns the retention in force at now and where it comes from: the region data's
+// "retention" key ({default: 400d, per_category: {otp: 365d}}) when it has one, else the config's
+// audit.retention. Region data wins because compliance owns it. A setting below 365 days, or one that
+// cannot be read, is an error: the retention job then purges nothing.
+func PurgePolicyFor(cfg *config.Config, regionData map[string]any, now time.Time) (store.PurgePolicy, string, error) {
+	pp := store.PurgePolicy{Now: now, Default: cfg.Audit.Retention.Default.D(), PerCategory: map[string]time.Duration{}}
+	for cat, d := range cfg.Audit.Retention.PerCategory {
+		pp.PerCategory[cat] = d.D()
+	}
+	src := "config"
+	if raw, ok := regionData["retention"]; ok {
+		src = "region"
+		bad := func(key, msg string) (store.PurgePolicy, string, error) {
+			return store.PurgePolicy{}, src, &audit.Error{Code: CodeRetentionInvalid, Message: "region data retention." + key + ": " + msg}
+		}
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return bad("", "must be a map with default and per_category")
+		}
+		parse := func(key string, v any) (time.Duration, error) {
+			s, ok := v.(string)
+			if !ok {
+				_, _, err := bad(key, "must be a duration such as 400d")
+				return 0, err
+			}
+			d, err := config.ParseDuration(s)
+			if err != nil || d < config.MinRetention {
+				_, _, err := bad(key, "must be a duration of at least 365d")
+				return 0, err
+			}
+			return d, nil
+		}
+		if v, ok := m["default"]; ok {
+			d, err := parse("default", v)
+			if err != nil {
+				return store.PurgePolicy{}, src, err
+			}
+			pp.Default = d
+		}
+		if v, ok := m["per_category"]; ok {
+			cats, ok := v.(map[string]any)
+			if !ok {
+				return bad("per_category", "must be a map of category to duration")
+			}
+			pp.PerCategory = map[string]time.Duration{}
+			for cat, dv := range cats {
+				if _, err := sms.ParseCategory(cat); err != nil {
+					return bad("per_category."+cat, "unknown category")
+				}
+				d, err := parse("per_category."+cat, dv)
+				if err != nil {
+					return store.PurgePolicy{}, src, err
+				}
+				pp.PerCategory[cat] = d
+			}
+		}
+	}
+	if pp.Default < config.MinRetention {
+		return store.PurgePolicy{}, src, &audit.Error{Code: CodeRetentionInvalid, Message: "the default retention is below 365 days"}
+	}
+	return pp, src, nil
+}
+
+// retentionLoop purges expired records once at start and then every audit.retention_interval.
+func (p *Proxy) retentionLoop(ctx context.Context, tr store.AuditTrail) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.purgeOnce(ctx, tr)
+		t.Reset(p.cfg.Audit.RetentionInterval.D())
+	}
+}
+
+// purgeOnce runs one retention purge with the retention in force now.
+func (p *Proxy) purgeOnce(ctx context.Context, tr store.AuditTrail) {
+	pp, src, err := PurgePolicyFor(&p.cfg, p.runtime().region.Data, p.now())
+	if err != nil {
+		p.log.Error("retention purge skipped: the retention setting is invalid", "source", src, "code", audit.CodeOf(err), "err", err)
+		return
+	}
+	res, err := tr.Purge(ctx, pp)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Error("retention purge failed; it is retried at the next interval", "err", err,
+				"messages", res.Messages, "events", res.Events)
+		}
+		return
+	}
+	if res.Messages > 0 || res.Events > 0 {
+		p.log.Info("retention purge", "messages", res.Messages, "events", res.Events, "batches", res.Batches, "source", src)
+	}
+}
+
+// Admin reports whether app may use the operator endpoints (config apps[].admin).
+func (p *Proxy) Admin(app string) bool { return p.admins[app] }
+
+// EraseSubject erases a data subject for an admin app: their subject key is destroyed, so every
+// personal field sealed for the number becomes unreadable, and a "subject.erased" event records who
+// asked (requestedBy, with the app) while the chain still verifies. Opt-outs of the number keep
+// blocking sends.
+func (p *Proxy) EraseSubject(ctx context.Context, app, number, requestedBy string) (store.EraseResult, error) {
+	if !p.Admin(app) {
+		return store.EraseResult{}, &Error{Class: "forbidden", Code: "admin_required", Message: "Only an app marked admin in the configuration may erase a data subject."}
+	}
+	ph, err := sms.ParsePhone(strings.TrimSpace(number))
+	if err != nil {
+		return store.EraseResult{}, &Error{Class: "invalid", Code: sms.CodeInvalidPhone, Message: "The number is not a valid E.164 phone number.", err: err}
+	}
+	tr, ok := p.trail()
+	if !ok {
+		return store.EraseResult{}, &Error{Class: "unavailable", Code: "not_supported", Message: "This store keeps no audit trail."}
+	}
+	res, err := tr.EraseSubject(ctx, ph.E164, requestedBy+" (app "+app+")")
+	if err != nil {
+		return store.EraseResult{}, recipientErr(err, "subject_not_found")
+	}
+	p.facts.invalidate(ph.E164)
+	p.log.Info("data subject erased", "app", app, "seq", res.Seq, "existed", res.Existed)
+	return res, nil
 }

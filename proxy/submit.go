@@ -112,6 +112,8 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		IdempotencyKey: msg.IdempotencyKey,
 		RequestHash:    requestHash(d),
 		ToMasked:       mask(masks["to"], msg.To.E164),
+		To:             msg.To.E164,
+		Personal:       personalJSON(&msg),
 		Country:        msg.To.Country,
 		Sender:         msg.From.ID,
 		SenderKind:     string(msg.From.Kind),
@@ -158,6 +160,22 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	}, nil
 }
 
+// personalData is what the audit trail keeps of a message for auditors, sealed under the recipient's
+// subject key: the number and the text in full.
+type personalData struct {
+	To   string `json:"to"`
+	Body string `json:"body"`
+}
+
+// personalJSON returns the sealed part of msg's audit event.
+func personalJSON(msg *sms.Message) []byte {
+	b, err := json.Marshal(personalData{To: msg.To.E164, Body: msg.Body})
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
 // outboxPayload is what the outbox keeps to dispatch a message after a restart.
 type outboxPayload struct {
 	Req       provider.SendRequest `json:"req"`
@@ -168,7 +186,11 @@ type outboxPayload struct {
 // the app is told about the refusal either way.
 func (p *Proxy) refuse(ctx context.Context, msg *sms.Message, masks map[string]string, reasons []policy.Reason) {
 	data := auditJSON(msg, masks, p.policy.Revision(), reasons)
-	if err := p.store.Refuse(ctx, store.Refused{MessageID: msg.ID, App: msg.App, Data: data, At: msg.CreatedAt}); err != nil {
+	r := store.Refused{MessageID: msg.ID, App: msg.App, Data: data, At: msg.CreatedAt}
+	if msg.To.E164 != "" {
+		r.To, r.Personal = msg.To.E164, personalJSON(msg)
+	}
+	if err := p.store.Refuse(ctx, r); err != nil {
 		p.log.Error("cannot record a refusal", "err", err)
 	}
 }

@@ -3,6 +3,7 @@
 //	smsproxy [serve] [-config file]      run the proxy (embedded defaults without -config)
 //	smsproxy config check [-config file] validate a config file and its region data offline
 //	smsproxy policy eval|test …          evaluate a message against the policy, or run its Rego tests
+//	smsproxy audit verify|export|search|erase|keygen …  check, read and erase the audit trail
 //	smsproxy version                     print the version
 //
 // "smsproxy plugin NAME" is how the proxy runs its built-in provider plugins out of process; it is
@@ -53,16 +54,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return configCheck(args[1:], stdout, stderr)
 	case "policy":
 		return policyCmd(args, stdout, stderr)
+	case "audit":
+		return auditCmd(args, stdout, stderr)
 	case "plugin":
 		return servePlugin(args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "smsproxy", version)
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: smsproxy [serve|config check|policy eval|policy test|version] [-config file]")
+		fmt.Fprintln(stdout, "usage: smsproxy [serve|config check|policy eval|policy test|audit|version] [-config file]")
 		return 0
 	}
-	fmt.Fprintf(stderr, "smsproxy: unknown command %q (serve, config check, policy, version)\n", cmd)
+	fmt.Fprintf(stderr, "smsproxy: unknown command %q (serve, config check, policy, audit, version)\n", cmd)
 	return 2
 }
 

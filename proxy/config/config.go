@@ -12,10 +12,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/smsproxy/smsproxy/proxy/sms"
 )
 
 // DevAPIKey is the API key of the built-in "dev" app that the defaults configure, so that a newcomer can
@@ -51,6 +55,47 @@ type Config struct {
 	Store Store `yaml:"store"`
 	// Dispatch configures how accepted messages reach providers.
 	Dispatch Dispatch `yaml:"dispatch"`
+	// Audit configures the audit trail: its keys, checkpoints and retention.
+	Audit Audit `yaml:"audit"`
+}
+
+// MinRetention is the shortest retention the proxy accepts for any record: one year (365 days).
+const MinRetention = 365 * 24 * time.Hour
+
+// Audit configures the region's audit trail (see docs/AUDIT.md).
+type Audit struct {
+	// Keyring is a reference to the region's audit keyring: "file:/path/keys.json" or "env:NAME".
+	// Config text never holds keys. Empty means a development keyring generated under DataDir.
+	Keyring string `yaml:"keyring"`
+	// CheckpointEvery signs a checkpoint after this many new events.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint this often when the trail moved.
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	// RetentionInterval is how often the retention job purges expired records.
+	RetentionInterval Duration `yaml:"retention_interval"`
+	// Retention says how long records are kept. A retention key in the region data overrides it.
+	Retention Retention `yaml:"retention"`
+}
+
+// Retention is how long messages and their audit events are kept, by message category.
+type Retention struct {
+	// Default applies to every category not in PerCategory; at least 365 days.
+	Default Duration `yaml:"default"`
+	// PerCategory overrides Default per message category; each at least 365 days.
+	PerCategory map[string]Duration `yaml:"per_category"`
+}
+
+// DevKeyringFile is the file under DataDir that holds the development keyring generated when
+// audit.keyring is not set.
+const DevKeyringFile = "audit-keyring.json"
+
+// KeyringRef is the configured keyring reference, or "file:" the development keyring under DataDir
+// when none is configured; dev tells which.
+func (c *Config) KeyringRef() (ref string, dev bool) {
+	if c.Audit.Keyring != "" {
+		return c.Audit.Keyring, false
+	}
+	return "file:" + strings.TrimSuffix(c.DataDir, "/") + "/" + DevKeyringFile, true
 }
 
 // Log configures logging.
@@ -69,6 +114,8 @@ type App struct {
 	KeySHA256 string `yaml:"key_sha256"`
 	// Key is a reference to the API key itself (env or file); it is hashed on load and never kept.
 	Key *Secret `yaml:"key"`
+	// Admin lets the app use the operator endpoints, such as POST /v1/erasures.
+	Admin bool `yaml:"admin"`
 }
 
 // ProviderOverride changes a region provider's settings for this deployment.
@@ -123,6 +170,12 @@ func Default() Config {
 			MaxAttempts:     8,
 			BreakerFailures: 5,
 			BreakerOpenFor:  Duration(10 * time.Second),
+		},
+		Audit: Audit{
+			CheckpointEvery:    10_000,
+			CheckpointInterval: Duration(time.Minute),
+			RetentionInterval:  Duration(time.Hour),
+			Retention:          Retention{Default: Duration(400 * 24 * time.Hour)},
 		},
 	}
 }
@@ -246,10 +299,48 @@ func (c *Config) Validate() error {
 	if c.Dispatch.BreakerOpenFor <= 0 {
 		add("dispatch.breaker_open_for", "must be positive")
 	}
+	c.validateAudit(add)
 	if len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// validateAudit checks the audit section. Its messages never quote audit.keyring's value: a key
+// pasted there by mistake must not reach a log.
+func (c *Config) validateAudit(add func(key, format string, args ...any)) {
+	a := &c.Audit
+	if a.Keyring != "" {
+		kind, arg, ok := strings.Cut(a.Keyring, ":")
+		if !ok || arg == "" || (kind != "file" && kind != "env") {
+			add("audit.keyring", `must be a reference "file:/path/to/keys.json" or "env:NAME"; keys never go in the config file`)
+		}
+	}
+	if a.CheckpointEvery < 1 || a.CheckpointEvery > 10_000_000 {
+		add("audit.checkpoint_every", "must be between 1 and 10000000, got %d", a.CheckpointEvery)
+	}
+	if a.CheckpointInterval < Duration(time.Second) {
+		add("audit.checkpoint_interval", "must be at least 1s")
+	}
+	if a.RetentionInterval < Duration(time.Minute) {
+		add("audit.retention_interval", "must be at least 1m")
+	}
+	if a.Retention.Default.D() < MinRetention {
+		add("audit.retention.default", "must be at least 365d, got %s", a.Retention.Default)
+	}
+	cats := make([]string, 0, len(a.Retention.PerCategory))
+	for cat := range a.Retention.PerCategory {
+		cats = append(cats, cat)
+	}
+	slices.Sort(cats)
+	for _, cat := range cats {
+		key := "audit.retention.per_category." + cat
+		if _, err := sms.ParseCategory(cat); err != nil {
+			add(key, "unknown category: must be one of otp, transaction, alert, security, marketing")
+		} else if d := a.Retention.PerCategory[cat]; d.D() < MinRetention {
+			add(key, "must be at least 365d, got %s", d)
+		}
+	}
 }
 
 // StorePath is the SQLite file's path with a relative path placed under DataDir.
@@ -314,21 +405,59 @@ func (es Errors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Duration is a time.Duration written as a Go duration string ("15s") in YAML.
+// Duration is a time.Duration written as a Go duration string ("15s") in YAML, with "d" for days of
+// 24 hours also accepted ("400d", "1d12h").
 type Duration time.Duration
 
 // UnmarshalYAML parses a duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: a duration such as 15s is expected", n.Line)
+		return fmt.Errorf("line %d: a duration such as 15s or 400d is expected", n.Line)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration such as 15s", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration such as 15s or 400d", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// maxDays bounds the day count of a duration (about 27,000 years), far below time.Duration's limit.
+const maxDays = 10_000_000
+
+// ParseDuration parses a Go duration string, optionally led by a whole number of days: "400d",
+// "1d12h", "90s". A day is 24 hours.
+func ParseDuration(s string) (time.Duration, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(s) || s[i] != 'd' {
+		return time.ParseDuration(s)
+	}
+	days, err := strconv.Atoi(s[:i])
+	if err != nil || days > maxDays {
+		return 0, fmt.Errorf("too many days")
+	}
+	v := time.Duration(days) * 24 * time.Hour
+	if rest := s[i+1:]; rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("bad duration after the days")
+		}
+		v += r
+	}
+	return v, nil
+}
+
+// String writes the duration in whole days when it is a multiple of a day ("400d"), else as Go does.
+func (d Duration) String() string {
+	const day = Duration(24 * time.Hour)
+	if d > 0 && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	return time.Duration(d).String()
 }
 
 // D returns the value as a time.Duration.

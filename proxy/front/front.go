@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,8 @@ func (f *Front) handle(rc *fasthttp.RequestCtx) {
 		f.optOuts(rc, path)
 	case bytes.HasPrefix(path, []byte("/v1/consents")):
 		f.consents(rc, path)
+	case bytes.HasPrefix(path, []byte("/v1/erasures")):
+		f.erasures(rc, path)
 	case bytes.Equal(path, []byte("/healthz")):
 		rc.SetStatusCode(fasthttp.StatusOK)
 		rc.SetBodyString("ok\n")
@@ -312,12 +315,21 @@ func jsonProblem(err error) string {
 	case errors.As(err, &te):
 		return "Field " + te.Field + " must be a " + te.Type.String() + "."
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "Unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + "."
+		// A field name is the client's text: echo it only when it looks like a field name, never
+		// when it could be a number or a code sent in the wrong place.
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if fieldName.MatchString(name) {
+			return "Unknown field " + strconv.Quote(name) + "."
+		}
+		return "The body has a field that is not part of the message object."
 	case errors.Is(err, io.EOF):
 		return "The body is empty; send a JSON object."
 	}
 	return "The body is not a valid message object."
 }
+
+// fieldName matches what may be echoed as an unknown field's name.
+var fieldName = regexp.MustCompile(`^[a-z_]{1,32}$`)
 
 type fasthttpLogger struct{ l *slog.Logger }
 

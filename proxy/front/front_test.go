@@ -196,3 +196,15 @@ func TestGetMessageAndProbes(t *testing.T) {
 		t.Errorf("readyz while not ready: %d %v", r.status, r.body)
 	}
 }
+
+func TestUnknownFieldNamesAreNotEchoedUnlessSafe(t *testing.T) {
+	c := serve(t, &fakeProxy{}, true)
+	r := call(t, c, "POST", "/v1/messages", "Bearer "+key, "application/json", `{"colour":"red"}`)
+	if r.status != 400 || r.body["message"] != `Unknown field "colour".` {
+		t.Errorf("plain name: %d %v", r.status, r.body)
+	}
+	r = call(t, c, "POST", "/v1/messages", "Bearer "+key, "application/json", `{"+6591234567":"x","739215":"y"}`)
+	if msg, _ := r.body["message"].(string); r.status != 400 || strings.Contains(msg, "6591234567") || strings.Contains(msg, "739215") {
+		t.Errorf("a number as a field name is echoed: %d %v", r.status, r.body)
+	}
+}

@@ -11,9 +11,9 @@ import (
 
 func TestSQLiteRecipientsConformance(t *testing.T) {
 	storetest.RunRecipients(t, func(t *testing.T) storetest.Opener {
-		path := filepath.Join(t.TempDir(), "smsproxy.db")
+		path, kr := filepath.Join(t.TempDir(), "smsproxy.db"), keyring(t)
 		return func(ctx context.Context) (store.Store, error) {
-			return store.OpenSQLite(ctx, path, store.Options{MaxBatch: 8, ReadConns: 1, Logger: quiet})
+			return store.OpenSQLite(ctx, path, store.Options{MaxBatch: 8, ReadConns: 1, Logger: quiet, Audit: kr})
 		}
 	})
 }

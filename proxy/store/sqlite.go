@@ -16,6 +16,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/smsproxy/smsproxy/proxy/audit"
 )
 
 //go:embed migrations/sqlite/*.sql
@@ -42,7 +44,26 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Logger receives the store's own events; nil means slog.Default().
 	Logger *slog.Logger
+	// Audit is the region's audit keyring: it seals personal fields, computes lookup hashes and signs
+	// checkpoints. nil means an ephemeral keyring generated at open, with a warning: what it sealed
+	// cannot be read after a restart, so production always sets it.
+	Audit *audit.Keyring
+	// Region is the region whose trail the store keeps; empty means the keyring's region, and a
+	// different one is refused.
+	Region string
+	// CheckpointEvery makes the store sign a checkpoint once the chain head moved by this many
+	// events; 0 means 10,000 and a negative value turns it off.
+	CheckpointEvery int
+	// CheckpointInterval makes the store sign a checkpoint this often when the head moved; 0 means
+	// one minute and a negative value turns it off.
+	CheckpointInterval time.Duration
 }
+
+// Defaults of the audit checkpointer.
+const (
+	DefaultCheckpointEvery    = 10_000
+	DefaultCheckpointInterval = time.Minute
+)
 
 // Validate reports options that cannot work.
 func (o Options) Validate() error {
@@ -53,6 +74,8 @@ func (o Options) Validate() error {
 		return &Error{Code: CodeInvalidOptions, Message: "ReadConns must not be negative"}
 	case o.BusyTimeout < 0:
 		return &Error{Code: CodeInvalidOptions, Message: "BusyTimeout must not be negative"}
+	case o.Audit != nil && o.Region != "" && o.Region != o.Audit.Region():
+		return &Error{Code: CodeInvalidOptions, Message: "Region differs from the audit keyring's region"}
 	}
 	return nil
 }
@@ -73,6 +96,12 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.CheckpointEvery == 0 {
+		o.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
 	return o
 }
 
@@ -92,6 +121,8 @@ type SQLite struct {
 	cdb   *sql.DB                         // the checkpointer's connection
 
 	stopCkpt, ckptDone chan struct{}
+
+	trail *trail // the audit trail's keys, chain and sealer
 
 	closed    atomic.Bool // set first thing in Close; reads check it
 	closeOnce sync.Once
@@ -160,8 +191,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	// The writer keeps the pages of recent rows and of the indexes in memory (64 MiB at most), and
 	// leaves checkpoints to the checkpointer below: wal_autocheckpoint only bounds the WAL should
 	// that fall behind.
+	// secure_delete overwrites what a DELETE removes (an erased subject's key, a sent message's
+	// sealed payload, purged records), so that it does not linger in free pages of the file.
 	for _, pragma := range []string{"PRAGMA cache_size = -65536", "PRAGMA wal_autocheckpoint = 16384",
-		"PRAGMA journal_size_limit = 67108864"} {
+		"PRAGMA journal_size_limit = 67108864", "PRAGMA secure_delete = ON"} {
 		if _, err := s.wconn.ExecContext(ctx, pragma); err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
@@ -194,9 +227,13 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	}
 	s.pass = newPass()
 	s.live = &liveStates{live: map[string]msgState{}, pending: map[string]msgState{}}
-	s.gc = newGroupCommitter(s.w, s.runSet, s.live.ended, opts.MaxBatch, s.log)
+	if s.trail, err = s.openTrail(ctx, opts); err != nil {
+		return nil, err
+	}
+	s.gc = newGroupCommitter(s.trail.tx, s.runSet, s.ended, opts.MaxBatch, s.log)
 	s.stopCkpt, s.ckptDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
+	s.trail.startCheckpointer(s.auditCheckpointer)
 	ok = true
 	return s, nil
 }
@@ -206,6 +243,12 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.trail.stopCheckpointer()
+		if s.trail.moved() {
+			if _, err := s.writeCheckpoint(bg, time.Now()); err != nil {
+				s.log.Warn("store: final audit checkpoint failed", "err", err)
+			}
+		}
 		s.gc.close()
 		close(s.stopCkpt)
 		<-s.ckptDone

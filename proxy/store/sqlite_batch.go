@@ -3,6 +3,8 @@ package store
 import (
 	"database/sql"
 	"errors"
+
+	"github.com/smsproxy/smsproxy/proxy/audit"
 )
 
 // The operations below run set-based in the writer (see setRunner): a run of them queued together
@@ -17,15 +19,22 @@ type acceptOp struct {
 	audit   string
 	payload []byte
 	created int64
-	res     AcceptResult
+	// subject is the recipient's subject key when the message has one: it seals personal in the
+	// "message.accepted" event; payload is already sealed under it and ref is its lookup hash.
+	subject  *audit.SubjectKey
+	personal []byte
+	ref      string
+	res      AcceptResult
 }
 
 // refuseOp is one Refuse call.
 type refuseOp struct {
-	id   any // the message id, or nil
-	app  string
-	data string
-	at   int64
+	id       any // the message id, or nil
+	app      string
+	data     string
+	at       int64
+	key      *audit.SubjectKey // seals personal, when not nil
+	personal []byte
 }
 
 // sentOp is one RecordSent call.
@@ -86,12 +95,21 @@ type idemRow struct {
 	created          int64
 }
 
+// auditRow is one audit event to append. key and personal, when set, are sealed into sealed as the
+// chain links the row, which also fills seq, ref, prev and hash.
 type auditRow struct {
-	at   int64
-	kind string
-	id   any
-	app  string
-	data string
+	at       int64
+	kind     string
+	id       any
+	app      string
+	data     string
+	key      *audit.SubjectKey
+	personal []byte
+
+	seq        int64
+	ref        string
+	sealed     []byte
+	prev, hash []byte
 }
 
 // maxLive bounds the messages whose state the writer keeps in memory.
@@ -179,7 +197,9 @@ func (p *pass) reset() {
 	clear(p.newIDs)
 	clear(p.inserts)
 	clear(p.changed)
-	clear(p.audits)
+	for i := range p.audits {
+		p.audits[i] = auditRow{}
+	}
 	p.want, p.wantP, p.wantI = p.want[:0], p.wantP[:0], p.wantI[:0]
 	p.inserts, p.audits, p.changed, p.delOut = p.inserts[:0], p.audits[:0], p.changed[:0], p.delOut[:0]
 }
@@ -204,7 +224,11 @@ func (p *pass) touch(st *msgState, how int) {
 }
 
 func (p *pass) audit(at int64, kind string, id any, app string, data string) {
-	p.audits = append(p.audits, auditRow{at, kind, id, app, data})
+	p.audits = append(p.audits, auditRow{at: at, kind: kind, id: id, app: app, data: data})
+}
+
+func (p *pass) auditSealed(at int64, kind string, id any, app, data string, key *audit.SubjectKey, personal []byte) {
+	p.audits = append(p.audits, auditRow{at: at, kind: kind, id: id, app: app, data: data, key: key, personal: personal})
 }
 
 // runSet is the SQLite store's setRunner.
@@ -244,7 +268,7 @@ func (s *SQLite) runSet(ops []*writeOp, res []error) error {
 		case *acceptOp:
 			res[i] = p.accept(o)
 		case *refuseOp:
-			p.audit(o.at, AuditRefused, o.id, o.app, o.data)
+			p.auditSealed(o.at, AuditRefused, o.id, o.app, o.data, o.key, o.personal)
 		case *sentOp:
 			if err := s.sent(p, o); err != nil {
 				return err
@@ -354,7 +378,7 @@ func (p *pass) accept(o *acceptOp) error {
 		p.states[a.ID] = &msgState{id: a.ID, app: a.App, status: StatusAccepted, updated: o.created}
 	}
 	p.inserts = append(p.inserts, o)
-	p.audit(o.created, AuditAccepted, a.ID, a.App, o.audit)
+	p.auditSealed(o.created, AuditAccepted, a.ID, a.App, o.audit, o.subject, o.personal)
 	o.res = AcceptResult{ID: a.ID, Status: StatusAccepted, CreatedAt: fromNanos(o.created)}
 	return nil
 }
@@ -474,7 +498,7 @@ func (s *SQLite) writePass(p *pass, w *sqliteWriteStmts) error {
 		}
 		err = w.execChunks(&sqlInsOutbox, n, func(i int, args []any) []any {
 			o := p.inserts[i]
-			return append(args, o.a.ID, o.payload, o.created, o.created)
+			return append(args, o.a.ID, o.payload, o.created, o.created, o.ref)
 		})
 		if err != nil {
 			return err
@@ -522,9 +546,16 @@ func (s *SQLite) writePass(p *pass, w *sqliteWriteStmts) error {
 		}
 	}
 	if n := len(p.audits); n > 0 {
+		// The events are chained in the order their operations were queued; a failure from here
+		// on rolls the pass back, and the chain with it (see chainTx).
+		for i := range p.audits {
+			if err := s.trail.link(&p.audits[i]); err != nil {
+				return err
+			}
+		}
 		err := w.execChunks(&sqlInsAudit, n, func(i int, args []any) []any {
 			e := &p.audits[i]
-			return append(args, e.at, e.kind, e.id, e.app, e.data)
+			return append(args, e.seq, e.at, e.kind, e.id, e.app, e.data, e.sealed, e.ref, e.prev, e.hash)
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/smsproxy/smsproxy/proxy/audit"
 )
 
 func invalid(msg string) error { return &Error{Code: CodeInvalidArgument, Message: msg} }
@@ -64,6 +66,9 @@ func (s *SQLite) Accept(ctx context.Context, a Accepted) (AcceptResult, error) {
 	if op.payload == nil {
 		op.payload = []byte{}
 	}
+	if err := s.seal(ctx, op); err != nil {
+		return AcceptResult{}, err
+	}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return AcceptResult{}, err
 	}
@@ -79,7 +84,44 @@ func (s *SQLite) Refuse(ctx context.Context, r Refused) error {
 	if err != nil {
 		return err
 	}
-	return s.gc.submitSet(ctx, &refuseOp{id: nullable(r.MessageID), app: r.App, data: data, at: orNow(r.At).UnixNano()})
+	op := &refuseOp{id: nullable(r.MessageID), app: r.App, data: data, at: orNow(r.At).UnixNano(), personal: r.Personal}
+	if len(r.Personal) > 0 {
+		if !validE164(r.To) {
+			return invalid("sealing a refusal's personal data needs its recipient in E.164")
+		}
+		if op.key, err = s.trail.sealer.Key(ctx, s.trail.kr.LookupHash(r.To)); err != nil {
+			return fmt.Errorf("store: refuse: %w", err)
+		}
+	}
+	return s.gc.submitSet(ctx, op)
+}
+
+// seal prepares an Accept's sealing on the caller's goroutine: the recipient's lookup hash becomes
+// to_hash, its subject key (created on first use) seals the outbox payload now and the audit event's
+// personal part in the writer.
+func (s *SQLite) seal(ctx context.Context, op *acceptOp) error {
+	a := &op.a
+	if a.To == "" {
+		if len(a.Personal) > 0 {
+			return invalid("sealing a message's personal data needs its recipient")
+		}
+		return nil
+	}
+	if !validE164(a.To) {
+		return invalid("the recipient must be in E.164")
+	}
+	op.ref = s.trail.kr.LookupHash(a.To)
+	a.ToHash = op.ref
+	key, err := s.trail.sealer.Key(ctx, op.ref)
+	if err != nil {
+		return fmt.Errorf("store: accept: %w", err)
+	}
+	if op.payload, err = key.Seal(op.payload, outboxAAD(a.ID)); err != nil {
+		return fmt.Errorf("store: accept: %w", err)
+	}
+	op.subject, op.personal = key, a.Personal
+	a.To, a.Personal = "", nil
+	return nil
 }
 
 // state returns a message's app and status on the writer's connection.
@@ -92,7 +134,7 @@ func (s *SQLite) state(id string) (app, status string, err error) {
 }
 
 func (s *SQLite) audit(at int64, kind, id, app string, data any) error {
-	_, err := s.w.insAudit.ExecContext(bg, at, kind, id, app, mustJSON(data))
+	_, err := s.appendEvent(auditRow{at: at, kind: kind, id: id, app: app, data: mustJSON(data)})
 	return err
 }
 
@@ -365,33 +407,77 @@ func (s *SQLite) Get(ctx context.Context, app, id string) (MessageView, error) {
 }
 
 // PendingOutbox lists up to limit outbox rows whose message id sorts after after, in message id
-// order; pass the last id seen to get the next page. These are the messages still to dispatch.
+// order; pass the last id seen to get the next page. These are the messages still to dispatch, with
+// their payloads opened. A payload whose subject was erased is not listed: its message is failed
+// with code "subject_erased" (and one that does not open, with "outbox_corrupt") instead.
 func (s *SQLite) PendingOutbox(ctx context.Context, limit int, after string) ([]OutboxItem, error) {
+	items, refs, err := s.pendingOutbox(ctx, limit, after)
+	if err != nil {
+		return nil, err
+	}
+	return openOutbox(ctx, s.trail.sealer, items, refs, s.RecordFailed)
+}
+
+// openOutbox opens the sealed payloads of items (refs[i] is item i's subject, "" when not sealed),
+// fails the messages whose payload cannot be opened any more and returns the others.
+func openOutbox(ctx context.Context, sealer *audit.Sealer, items []OutboxItem, refs []string,
+	fail func(context.Context, []Failed) error) ([]OutboxItem, error) {
+	out := items[:0]
+	var failed []Failed
+	for i, it := range items {
+		if refs[i] != "" {
+			pl, err := sealer.Open(ctx, refs[i], it.Payload, outboxAAD(it.MessageID))
+			switch audit.CodeOf(err) {
+			case "":
+				it.Payload = pl
+			case audit.CodeSubjectErased:
+				failed = append(failed, Failed{MessageID: it.MessageID, Code: CodeSubjectErased, Attempts: it.Attempts})
+				continue
+			case audit.CodeSealedInvalid:
+				failed = append(failed, Failed{MessageID: it.MessageID, Code: CodeOutboxCorrupt, Attempts: it.Attempts})
+				continue
+			default: // the keyring lacks a data key, or the key table is unreadable: nothing to fail
+				return nil, fmt.Errorf("store: pending outbox: %w", err)
+			}
+		}
+		out = append(out, it)
+	}
+	if len(failed) > 0 {
+		if err := fail(ctx, failed); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("store: pending outbox: fail unopenable payloads: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (s *SQLite) pendingOutbox(ctx context.Context, limit int, after string) ([]OutboxItem, []string, error) {
 	if s.closed.Load() {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if limit <= 0 {
-		return nil, invalid("limit must be positive")
+		return nil, nil, invalid("limit must be positive")
 	}
 	rows, err := s.r.pending.QueryContext(ctx, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("store: pending outbox: %w", err)
+		return nil, nil, fmt.Errorf("store: pending outbox: %w", err)
 	}
 	defer rows.Close()
 	var items []OutboxItem
+	var refs []string
 	for rows.Next() {
 		var it OutboxItem
 		var created, next int64
-		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next); err != nil {
-			return nil, fmt.Errorf("store: pending outbox: %w", err)
+		var ref string
+		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref); err != nil {
+			return nil, nil, fmt.Errorf("store: pending outbox: %w", err)
 		}
 		it.CreatedAt, it.NextAttemptAt = fromNanos(created), fromNanos(next)
-		items = append(items, it)
+		items, refs = append(items, it), append(refs, ref)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: pending outbox: %w", err)
+		return nil, nil, fmt.Errorf("store: pending outbox: %w", err)
 	}
-	return items, nil
+	return items, refs, nil
 }
 
 // Audit lists up to limit audit events whose sequence number is greater than after, oldest first.

@@ -16,11 +16,11 @@ import (
 const importChunk = 500
 
 const (
-	qInsOptOut      = `INSERT INTO opt_outs (number, scope, app, source, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (number, scope) DO NOTHING`
+	qInsOptOut      = `INSERT INTO opt_outs (number, masked, scope, app, source, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (number, scope) DO NOTHING`
 	qOwnedOptOuts   = `SELECT seq, scope, source FROM opt_outs WHERE number = ? AND app = ?`
 	qDelOptOut      = `DELETE FROM opt_outs WHERE seq = ?`
-	qListOptOuts    = `SELECT seq, number, scope, app, source, created_at FROM opt_outs WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?`
-	qInsConsent     = `INSERT INTO consents (app, number, category, basis, source, granted_at) VALUES (?, ?, ?, ?, ?, ?)`
+	qListOptOuts    = `SELECT seq, masked, scope, app, source, created_at FROM opt_outs WHERE app = ? AND seq > ? ORDER BY seq LIMIT ?`
+	qInsConsent     = `INSERT INTO consents (app, number, masked, category, basis, source, granted_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	qWithdrawActive = `UPDATE consents SET withdrawn_at = ? WHERE app = ? AND number = ? AND category = ? AND withdrawn_at IS NULL`
 	qConsentsOf     = `SELECT seq, app, number, category, basis, source, granted_at, COALESCE(withdrawn_at, 0)
  FROM consents WHERE app = ? AND number = ? ORDER BY seq`
@@ -50,7 +50,7 @@ type consentAudit struct {
 
 // auditNoMessage appends an audit event that belongs to no message, on the writer's connection.
 func (s *SQLite) auditNoMessage(at int64, kind, app string, data any) error {
-	_, err := s.w.insAudit.ExecContext(bg, at, kind, nil, app, mustJSON(data))
+	_, err := s.appendEvent(auditRow{at: at, kind: kind, app: app, data: mustJSON(data)})
 	return err
 }
 
@@ -84,7 +84,7 @@ func (s *SQLite) ImportOptOuts(ctx context.Context, rows []OptOut) (ImportResult
 			defer st.Close()
 			for _, o := range chunk {
 				at := orNow(o.CreatedAt).UnixNano()
-				r, err := st.ExecContext(bg, o.Number, o.Scope, o.App, o.Source, at)
+				r, err := st.ExecContext(bg, s.trail.kr.LookupHash(o.Number), sms.MaskPhone(o.Number), o.Scope, o.App, o.Source, at)
 				if err != nil {
 					return err
 				}
@@ -122,7 +122,7 @@ func (s *SQLite) RemoveOptOut(ctx context.Context, app, number string, at time.T
 	removed := 0
 	err := s.gc.submit(ctx, func() error {
 		removed = 0
-		rows, err := s.wconn.QueryContext(bg, qOwnedOptOuts, number, app)
+		rows, err := s.wconn.QueryContext(bg, qOwnedOptOuts, s.trail.kr.LookupHash(number), app)
 		if err != nil {
 			return err
 		}
@@ -166,7 +166,8 @@ func (s *SQLite) RemoveOptOut(ctx context.Context, app, number string, at time.T
 	return removed, nil
 }
 
-// ListOptOuts lists the opt-outs app recorded with a Seq greater than after, in Seq order.
+// ListOptOuts lists the opt-outs app recorded with a Seq greater than after, in Seq order. Numbers
+// are masked: the store keeps only their lookup hash and masked form.
 func (s *SQLite) ListOptOuts(ctx context.Context, app string, after int64, limit int) ([]OptOut, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
@@ -201,7 +202,8 @@ func (s *SQLite) RecordConsent(ctx context.Context, c Consent) (Consent, error) 
 	c.GrantedAt = time.Unix(0, orNow(c.GrantedAt).UnixNano())
 	c.WithdrawnAt = time.Time{}
 	err := s.gc.submit(ctx, func() error {
-		r, err := s.wconn.ExecContext(bg, qInsConsent, c.App, c.Number, c.Category, c.Basis, c.Source, c.GrantedAt.UnixNano())
+		r, err := s.wconn.ExecContext(bg, qInsConsent, c.App, s.trail.kr.LookupHash(c.Number), sms.MaskPhone(c.Number), c.Category,
+			c.Basis, c.Source, c.GrantedAt.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -228,7 +230,7 @@ func (s *SQLite) WithdrawConsent(ctx context.Context, app, number, category stri
 	n := 0
 	err := s.gc.submit(ctx, func() error {
 		n = 0
-		r, err := s.wconn.ExecContext(bg, qWithdrawActive, when, app, number, category)
+		r, err := s.wconn.ExecContext(bg, qWithdrawActive, when, app, s.trail.kr.LookupHash(number), category)
 		if err != nil {
 			return err
 		}
@@ -254,7 +256,11 @@ func (s *SQLite) Consents(ctx context.Context, app, number string) ([]Consent, e
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	return s.scanConsents(ctx, qConsentsOf, app, number)
+	cs, err := s.scanConsents(ctx, qConsentsOf, app, s.trail.kr.LookupHash(number))
+	for i := range cs {
+		cs[i].Number = number
+	}
+	return cs, err
 }
 
 // RecipientFacts returns the opt-out scopes of number and the consent record in force per app and
@@ -268,7 +274,8 @@ func (s *SQLite) RecipientFacts(ctx context.Context, number string) (RecipientFa
 	if err != nil {
 		return f, err
 	}
-	rows, err := st.QueryContext(ctx, number, number)
+	ref := s.trail.kr.LookupHash(number)
+	rows, err := st.QueryContext(ctx, ref, ref)
 	if err != nil {
 		return f, err
 	}

@@ -11,8 +11,9 @@ import (
 // The SQL below is kept to what SQLite and PostgreSQL share, with "?" placeholders; a PostgreSQL
 // store rebinds them to $n. Statements that differ per dialect are marked.
 const (
-	qInsAudit      = `INSERT INTO audit_events (at, kind, message_id, app, data) VALUES (?, ?, ?, ?, ?)`
-	qInsOutbox     = `INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at) VALUES (?, ?, ?, 0, ?)`
+	qInsAudit = `INSERT INTO audit_events (seq, at, kind, message_id, app, data, sealed, subject_ref, prev_hash, hash)
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsOutbox     = `INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at, subject_ref) VALUES (?, ?, ?, 0, ?, ?)`
 	qMsgState      = `SELECT app, status FROM messages WHERE id = ?`
 	qInsProviderID = `INSERT INTO provider_ids (provider, provider_message_id, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 	qSetRetry      = `UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE message_id = ?`
@@ -22,7 +23,7 @@ const (
  body, encoding, segments, status, provider, provider_message_id, attempts, created_at, updated_at, detail
  FROM messages WHERE id = ? AND app = ?`
 	qGetHistory = `SELECT kind, at, data FROM audit_events WHERE message_id = ? ORDER BY seq`
-	qPending    = `SELECT message_id, payload, attempts, created_at, next_attempt_at FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?`
+	qPending    = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?`
 	// A provider message id is the message's first one (in messages) or a further one (in provider_ids).
 	qCorrelate = `SELECT id, app FROM messages WHERE provider = ? AND provider_message_id = ? AND provider_message_id <> ''
  UNION ALL SELECT p.message_id, m.app FROM provider_ids p JOIN messages m ON m.id = p.message_id
@@ -37,9 +38,10 @@ var (
 	sqlInsMessages = rowsSQL(`INSERT INTO messages (id, app, idempotency_key, request_hash, to_masked, to_hash, country, sender,
  sender_kind, category, body, encoding, segments, status, attempts, created_at, updated_at, detail) VALUES `,
 		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?, ?)`, ``)
-	sqlInsOutbox = rowsSQL(`INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at) VALUES `,
-		`(?, ?, ?, 0, ?)`, ``)
-	sqlInsAudit = rowsSQL(`INSERT INTO audit_events (at, kind, message_id, app, data) VALUES `, `(?, ?, ?, ?, ?)`, ``)
+	sqlInsOutbox = rowsSQL(`INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at, subject_ref) VALUES `,
+		`(?, ?, ?, 0, ?, ?)`, ``)
+	sqlInsAudit = rowsSQL(`INSERT INTO audit_events (seq, at, kind, message_id, app, data, sealed, subject_ref, prev_hash, hash) VALUES `,
+		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ``)
 	// SQLite-specific: UPDATE ... FROM (VALUES ...) names the columns column1, column2...
 	sqlSetSent = rowsSQL(`UPDATE messages SET status = v.column2, provider = v.column3, provider_message_id = v.column4,
  attempts = v.column5, updated_at = v.column6 FROM (VALUES `, `(?, ?, ?, ?, ?, ?)`, `) AS v WHERE messages.id = v.column1`)

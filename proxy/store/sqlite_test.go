@@ -35,6 +35,9 @@ func openTest(t testing.TB, path string, opts Options) *SQLite {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Audit == nil {
+		opts.Audit = testKeyring
+	}
 	t.Helper()
 	s, err := OpenSQLite(context.Background(), path, opts)
 	if err != nil {
@@ -246,7 +249,7 @@ func TestBatchFailureIsolated(t *testing.T) {
 	})
 	submit("partial", func() error {
 		return s.gc.submit(ctx, func() error {
-			if _, err := s.w.insAudit.ExecContext(bg, 1, "test.partial", nil, "a", "{}"); err != nil {
+			if _, err := s.appendEvent(auditRow{at: 1, kind: "test.partial", app: "a", data: "{}"}); err != nil {
 				return err
 			}
 			return errors.New("fails after writing")
@@ -370,7 +373,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 // crashChild accepts messages from 8 goroutines until it is killed, printing each id once Accept
 // has returned.
 func crashChild(path string) int {
-	s, err := OpenSQLite(context.Background(), path, Options{})
+	s, err := OpenSQLite(context.Background(), path, Options{Audit: testKeyring})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		return 1

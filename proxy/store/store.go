@@ -141,8 +141,15 @@ type Accepted struct {
 	RequestHash string
 	// ToMasked is the destination as the policy masks say, e.g. "+65****4321".
 	ToMasked string
-	// ToHash is a keyed lookup hash of the destination, indexed.
-	ToHash     string
+	// ToHash is a keyed lookup hash of the destination, indexed. A store with an audit keyring
+	// computes it from To itself and ignores this field when To is set.
+	ToHash string
+	// To is the destination in E.164. The store keeps it only sealed (in the audit event's personal
+	// part and the outbox payload) and as its lookup hash; it is never stored in plain text.
+	To string
+	// Personal is the audit event's personal part, sealed under To's subject key: JSON
+	// {"to": E.164, "body": full text}. Empty means nothing is sealed.
+	Personal   []byte
 	Country    string
 	Sender     string
 	SenderKind string
@@ -180,6 +187,11 @@ type Refused struct {
 	App       string
 	// Data is the masked JSON data of the audit event; empty means {}.
 	Data []byte
+	// To is the destination in E.164, when known; it names the subject Personal is sealed for.
+	To string
+	// Personal is the audit event's personal part (JSON {"to", "body"}), sealed under To's subject
+	// key; it needs To. Empty means nothing is sealed.
+	Personal []byte
 	// At is the refusal time; zero means now.
 	At time.Time
 }
@@ -221,7 +233,10 @@ type MessageView struct {
 
 // OutboxItem is a message still to dispatch.
 type OutboxItem struct {
-	MessageID     string
+	MessageID string
+	// Payload is the payload given to Accept, opened: a store keeps it sealed under the recipient's
+	// subject key, and fails the message with code "subject_erased" instead of listing it once the
+	// subject was erased.
 	Payload       []byte
 	Attempts      int
 	CreatedAt     time.Time

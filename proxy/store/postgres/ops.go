@@ -109,6 +109,10 @@ func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptRe
 	if a.Segments < 0 {
 		return store.AcceptResult{}, invalid("segments must not be negative")
 	}
+	if a.To != "" && p.keys != nil {
+		a.ToHash = p.keys.LookupHash(a.To)
+	}
+	a.To, a.Personal = "", nil // not stored in plain text; sealing is not implemented for PostgreSQL yet
 	if err := checkText("the message", a.ID, a.App, a.IdempotencyKey, a.RequestHash, a.ToMasked, a.ToHash,
 		a.Country, a.Sender, a.SenderKind, a.Category, a.Body, a.Encoding); err != nil {
 		return store.AcceptResult{}, err

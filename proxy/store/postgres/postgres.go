@@ -32,6 +32,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -53,6 +54,11 @@ type Options struct {
 	Writers int
 	// Logger receives the store's own events; nil means slog.Default().
 	Logger *slog.Logger
+	// Audit is the region's audit keyring. The PostgreSQL store uses it so far only for the lookup
+	// hash of Accepted.To (messages.to_hash); chaining and sealing are not implemented here yet.
+	Audit *audit.Keyring
+	// Region is the region whose trail the store keeps; empty means the keyring's region.
+	Region string
 }
 
 // Validate reports options that cannot work.
@@ -64,6 +70,8 @@ func (o Options) Validate() error {
 		return &store.Error{Code: store.CodeInvalidOptions, Message: "MaxConns must not be negative"}
 	case o.Writers < 0:
 		return &store.Error{Code: store.CodeInvalidOptions, Message: "Writers must not be negative"}
+	case o.Audit != nil && o.Region != "" && o.Region != o.Audit.Region():
+		return &store.Error{Code: store.CodeInvalidOptions, Message: "Region differs from the audit keyring's region"}
 	}
 	o = o.withDefaults()
 	if o.MaxConns <= o.Writers {
@@ -93,6 +101,7 @@ type Postgres struct {
 	log  *slog.Logger
 	pool *pgxpool.Pool
 	w    *writer
+	keys *audit.Keyring // nil: no lookup hash of Accepted.To
 
 	closed    atomic.Bool // set first thing in Close; reads check it
 	closeOnce sync.Once
@@ -130,7 +139,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
 	if applied > 0 {
 		opts.Logger.Info("store schema migrated", "backend", "postgres", "applied", applied, "version", len(ms))
 	}
-	p := &Postgres{log: opts.Logger, pool: pool}
+	p := &Postgres{log: opts.Logger, pool: pool, keys: opts.Audit}
 	p.w = newWriter(pool, opts.MaxBatch, opts.Writers, opts.Logger)
 	return p, nil
 }

@@ -207,6 +207,7 @@ func (p *Postgres) ListOptOuts(ctx context.Context, app string, after int64, lim
 		if err := rows.Scan(&o.Seq, &o.Number, &o.Scope, &o.App, &o.Source, &at); err != nil {
 			return nil, fmt.Errorf("store: list opt-outs: %w", err)
 		}
+		o.Number = sms.MaskPhone(o.Number) // listed numbers are masked, as the conformance suite requires
 		o.CreatedAt = fromNanos(at)
 		out = append(out, o)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsproxy/smsproxy/proxy/sms"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -107,11 +108,12 @@ func testOptOutAddListRemove(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	got := h.listAll("pay", 1)
-	if len(got) != 2 || got[0].Number != numA || got[0].Scope != "pay" || got[1].Number != numB ||
+	// Listed numbers are masked: the store keeps only their lookup hash and masked form.
+	if len(got) != 2 || got[0].Number != sms.MaskPhone(numA) || got[0].Scope != "pay" || got[1].Number != sms.MaskPhone(numB) ||
 		got[1].Scope != store.ScopeAll || got[0].Source != store.SourceAPI || !got[0].CreatedAt.Equal(base) {
 		t.Fatalf("pay's opt-outs = %+v", got)
 	}
-	if other := h.listAll("shop", 10); len(other) != 1 || other[0].Number != numB {
+	if other := h.listAll("shop", 10); len(other) != 1 || other[0].Number != sms.MaskPhone(numB) {
 		t.Fatalf("shop's opt-outs = %+v, want only its own", other)
 	}
 	// Another app cannot remove pay's opt-out.

@@ -1,0 +1,148 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestNoPlainPersonalDataOnDisk writes every kind of record that involves a number or a body and
+// checks that neither appears in the database file or its WAL, in any of the forms it could take.
+func TestNoPlainPersonalDataOnDisk(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{})
+	nums := []string{"+6591234567", "+6598765432", "+4915123456789", "+12025550143"}
+	body := "Transfer PL20241208009 of 4,210.55 to account 99887766 approved"
+	for i := range 20 {
+		to := nums[i%2]
+		_, err := s.Accept(ctx, Accepted{ID: fmt.Sprintf("m%02d", i), App: "pay", To: to, ToMasked: "+65******67",
+			Body: "Transfer ************* approved", Personal: []byte(`{"to":"` + to + `","body":"` + body + `"}`),
+			Payload: []byte(`{"req":{"to":"` + to + `","body":"` + body + `"}}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordSent(ctx, []Sent{{MessageID: "m00", Provider: "sim", ProviderMessageID: "p0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddOptOut(ctx, OptOut{Number: nums[2], Scope: ScopeAll, App: "pay", Source: SourceAPI}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordConsent(ctx, Consent{App: "pay", Number: nums[3], Category: "marketing", Basis: BasisConsent}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refuse(ctx, Refused{App: "pay", To: nums[3], Personal: []byte(`{"to":"` + nums[3] + `","body":"` + body + `"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EraseSubject(ctx, nums[1], "dpo"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, f := range []string{path, path + "-wal"} {
+			b, err := os.ReadFile(f)
+			if os.IsNotExist(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range nums {
+				if bytes.Contains(b, []byte(n)) || bytes.Contains(b, []byte(n[1:])) {
+					t.Errorf("%s: %s holds a number in full", when, filepath.Base(f))
+				}
+			}
+			if bytes.Contains(b, []byte("PL20241208009")) || bytes.Contains(b, []byte("99887766")) {
+				t.Errorf("%s: %s holds the message body", when, filepath.Base(f))
+			}
+		}
+	}
+	check("open")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("closed")
+}
+
+// TestAuditCheckpointer checks that the store signs checkpoints by itself: after CheckpointEvery
+// records, and at Close for what came after.
+func TestAuditCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{CheckpointEvery: 5, CheckpointInterval: -1})
+	for range 5 {
+		if err := s.AppendEvent(ctx, AuditAppend{Kind: AuditConfigLoaded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		cps, err := s.Checkpoints(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) > 0 {
+			if cps[0].Seq < 5 {
+				t.Fatalf("first checkpoint at seq %d, want 5", cps[0].Seq)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond) // waits for the checkpointer; the test's deadline bounds it
+	}
+	if err := s.AppendEvent(ctx, AuditAppend{Kind: AuditConfigLoaded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, Options{CheckpointEvery: -1, CheckpointInterval: -1})
+	defer s.Close()
+	cps, err := s.Checkpoints(ctx)
+	if err != nil || len(cps) < 2 || cps[len(cps)-1].Seq != 6 {
+		t.Fatalf("checkpoints = %+v, %v; want the last at seq 6, written by Close", cps, err)
+	}
+	rep, err := s.VerifyAudit(ctx, nil)
+	if err != nil || !rep.OK() || rep.Unanchored != 0 {
+		t.Fatalf("VerifyAudit = %+v, %v", rep, err)
+	}
+}
+
+// TestLegacyTrailChained checks that records written before the chain existed are chained on open.
+func TestLegacyTrailChained(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{})
+	for range 3 {
+		if err := s.AppendEvent(ctx, AuditAppend{Kind: AuditConfigLoaded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Make the trail look as it did before migration 3: no hashes, a gap in seq, no checkpoints.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`UPDATE audit_events SET prev_hash = NULL, hash = NULL`,
+		`UPDATE audit_events SET seq = 13 WHERE seq = 3`, `DELETE FROM audit_checkpoints`} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, Options{})
+	defer s.Close()
+	rep, err := s.VerifyAudit(ctx, nil)
+	if err != nil || !rep.OK() || rep.Records != 3 || rep.LastSeq != 3 {
+		t.Fatalf("VerifyAudit after chaining legacy records = %+v, %v", rep, err)
+	}
+}

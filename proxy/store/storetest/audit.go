@@ -1,0 +1,366 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsproxy/smsproxy/proxy/audit"
+	"github.com/smsproxy/smsproxy/proxy/store"
+)
+
+// AuditDB is a fresh database for the audit trail suite, with hooks that reach past the store the
+// way an attacker with database access would.
+type AuditDB struct {
+	// Open opens the database; every store it returns implements store.AuditTrail and uses Keys.
+	Open Opener
+	// Keys is the region keyring the stores are opened with.
+	Keys *audit.Keyring
+	// SetData overwrites the data of audit record seq with raw SQL.
+	SetData func(ctx context.Context, seq int64, data string) error
+	// DeleteFrom deletes the audit records with seq >= from with raw SQL.
+	DeleteFrom func(ctx context.Context, from int64) error
+}
+
+// AuditFactory makes a fresh, empty database for one test.
+type AuditFactory func(t *testing.T) AuditDB
+
+// RunAudit runs the audit trail conformance tests: hash chaining across grouped and failing writes,
+// tamper and truncation detection, retention purges, erasure and lookups by recipient.
+func RunAudit(t *testing.T, newDB AuditFactory) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *auditHarness)
+	}{
+		{"ChainVerifiesAfterMixedWrites", testChainMixed},
+		{"TamperedRowIsNamed", testTamper},
+		{"DeletionAfterCheckpointDetected", testTruncation},
+		{"PurgeKeepsVerification", testPurge},
+		{"ErasureShredsPersonalData", testErasure},
+		{"AuditRangeByRecipient", testRangeByRecipient},
+		{"OutboxPayloadSealedAndOpened", testOutboxSealed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := newDB(t)
+			h := &auditHarness{harness: harness{t: t, open: db.Open}, db: db}
+			h.s = h.mustOpen()
+			t.Cleanup(func() {
+				if h.s != nil {
+					_ = h.s.Close()
+				}
+			})
+			tc.fn(t, h)
+		})
+	}
+}
+
+type auditHarness struct {
+	harness
+	db AuditDB
+}
+
+func (h *auditHarness) trail() store.AuditTrail {
+	h.t.Helper()
+	tr, ok := h.s.(store.AuditTrail)
+	if !ok {
+		h.t.Fatalf("%T does not implement store.AuditTrail", h.s)
+	}
+	return tr
+}
+
+func (h *auditHarness) verify() audit.Report {
+	h.t.Helper()
+	rep, err := h.trail().VerifyAudit(bg, h.db.Keys)
+	if err != nil {
+		h.t.Fatalf("VerifyAudit: %v", err)
+	}
+	return rep
+}
+
+func (h *auditHarness) wantVerified() audit.Report {
+	h.t.Helper()
+	rep := h.verify()
+	if !rep.OK() {
+		h.t.Fatalf("VerifyAudit problem: %+v (report %+v)", rep.Problem, rep)
+	}
+	return rep
+}
+
+func (h *auditHarness) checkpoint(at time.Time) audit.Checkpoint {
+	h.t.Helper()
+	cp, err := h.trail().WriteCheckpoint(bg, at)
+	if err != nil {
+		h.t.Fatalf("WriteCheckpoint: %v", err)
+	}
+	return cp
+}
+
+const (
+	numC = "+4915123456789"
+	numD = "+12025550143"
+)
+
+// personal is the proxy's sealed part of a message event.
+func personal(to, body string) []byte {
+	b, _ := json.Marshal(map[string]string{"to": to, "body": body})
+	return b
+}
+
+// sealedMsg is a message to a real recipient, with its personal part.
+func sealedMsg(app, id, to string) store.Accepted {
+	a := msg(app, id)
+	a.To, a.ToHash = to, ""
+	a.Personal = personal(to, "Your code is 482913 for "+id)
+	return a
+}
+
+func testChainMixed(t *testing.T, h *auditHarness) {
+	h.accept(sealedMsg("pay", "m0", numA))
+	if err := h.trail().AppendEvent(bg, store.AuditAppend{Kind: store.AuditPolicyChanged, Data: []byte(`{"rev":"r2"}`)}); err != nil {
+		t.Fatalf("AppendEvent: %v", err)
+	}
+	// Concurrent writes, some failing inside a grouped batch: a repeated id fails the set-based pass,
+	// which the writer undoes and reruns one by one (the chain must follow the rollback).
+	var wg sync.WaitGroup
+	errs := make([]error, 24)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 4 {
+			case 0:
+				_, errs[i] = h.s.Accept(bg, sealedMsg("pay", "m0", numB)) // duplicate id: fails
+			case 1:
+				_, errs[i] = h.s.Accept(bg, sealedMsg("pay", fmt.Sprintf("c%02d", i), numB))
+			case 2:
+				errs[i] = h.s.Refuse(bg, store.Refused{App: "pay", To: numC, Personal: personal(numC, "hi"), Data: []byte(`{"code":"x"}`)})
+			case 3:
+				_, errs[i] = h.s.AddOptOut(bg, optOut("pay", fmt.Sprintf("+659000%04d", i), "pay"))
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%4 == 0 {
+			if store.CodeOf(err) != store.CodeDuplicateID {
+				t.Fatalf("duplicate accept %d: %v, want duplicate_id", i, err)
+			}
+		} else if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "c01", Provider: "sim", ProviderMessageID: "p1", At: base}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.s.ApplyReceipt(bg, store.Receipt{Provider: "sim", ProviderMessageID: "p1", Status: store.StatusDelivered, At: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.RecordFailed(bg, []store.Failed{{MessageID: "c05", Code: "no_route", At: base}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.RecordRetry(bg, "c09", 1, base.Add(time.Minute), "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	h.checkpoint(base.Add(time.Hour))
+	rep := h.wantVerified()
+	n := int64(len(h.audit()))
+	if rep.Records != n || rep.FirstSeq != 1 || rep.LastSeq != n || rep.CheckpointsMatched != 1 || rep.Unanchored != 0 {
+		t.Fatalf("report = %+v, want %d records from seq 1, all anchored by the checkpoint", rep, n)
+	}
+	// The chain resumes after a reopen.
+	h.reopen()
+	h.accept(sealedMsg("pay", "after", numA))
+	rep = h.wantVerified()
+	if rep.Records != n+1 || rep.Unanchored != 1 {
+		t.Fatalf("report after reopen = %+v, want %d records, 1 unanchored", rep, n+1)
+	}
+}
+
+func testTamper(t *testing.T, h *auditHarness) {
+	for i := range 5 {
+		h.accept(sealedMsg("pay", fmt.Sprintf("t%d", i), numA))
+	}
+	h.checkpoint(base.Add(time.Hour))
+	h.wantVerified()
+	if err := h.db.SetData(bg, 3, `{"to":"+65****4321","category":"marketing"}`); err != nil {
+		t.Fatalf("tamper: %v", err)
+	}
+	rep := h.verify()
+	if rep.Problem == nil || rep.Problem.Seq != 3 || rep.Problem.Code != audit.CodeHashMismatch {
+		t.Fatalf("problem = %+v, want seq 3 %s", rep.Problem, audit.CodeHashMismatch)
+	}
+}
+
+func testTruncation(t *testing.T, h *auditHarness) {
+	for i := range 10 {
+		h.accept(sealedMsg("pay", fmt.Sprintf("d%d", i), numA))
+	}
+	h.checkpoint(base.Add(time.Hour))
+	if err := h.db.DeleteFrom(bg, 8); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	rep := h.verify()
+	if rep.Problem == nil || rep.Problem.Seq != 8 || rep.Problem.Code != audit.CodeTruncated {
+		t.Fatalf("problem = %+v, want seq 8 %s", rep.Problem, audit.CodeTruncated)
+	}
+}
+
+func testPurge(t *testing.T, h *auditHarness) {
+	year := 365 * 24 * time.Hour
+	// Old messages: three marketing ones delivered, then one transaction message kept longer.
+	for i := range 3 {
+		a := sealedMsg("pay", fmt.Sprintf("old%d", i), numA)
+		a.Category = "marketing"
+		h.accept(a)
+		if err := h.s.RecordFailed(bg, []store.Failed{{MessageID: a.ID, Code: "no_route", At: base}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := sealedMsg("pay", "oldtx", numA)
+	tx.Category = "transaction"
+	h.accept(tx)
+	if err := h.s.RecordFailed(bg, []store.Failed{{MessageID: tx.ID, Code: "no_route", At: base}}); err != nil {
+		t.Fatal(err)
+	}
+	recent := sealedMsg("pay", "recent", numB)
+	recent.CreatedAt = base.Add(year + 180*24*time.Hour)
+	h.accept(recent)
+	h.checkpoint(base.Add(time.Hour))
+	res, err := h.trail().Purge(bg, store.PurgePolicy{Now: base.Add(2 * year), Default: year,
+		PerCategory: map[string]time.Duration{"transaction": 7 * year}, BatchSize: 2})
+	if err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	// Six marketing events go (accepted + failed each); the transaction message's events stop the
+	// purge of events; the three final marketing messages go.
+	if res.Events != 6 || res.Messages != 3 || res.Batches < 5 {
+		t.Fatalf("Purge = %+v, want 6 events and 3 messages in batches of 2", res)
+	}
+	rep := h.wantVerified()
+	if rep.FirstSeq != 7 {
+		t.Fatalf("report = %+v, want the trail to start at seq 7", rep)
+	}
+	if _, err := h.s.Get(bg, "pay", "old0"); err == nil {
+		t.Fatal("a purged message is still stored")
+	}
+	for _, id := range []string{"oldtx", "recent"} {
+		h.get("pay", id)
+	}
+	if _, err := h.trail().Purge(bg, store.PurgePolicy{Now: base, Default: 30 * 24 * time.Hour}); store.CodeOf(err) != store.CodeInvalidArgument {
+		t.Fatalf("Purge with 30 days retention = %v, want invalid_argument", err)
+	}
+	// Everything expired: the trail is emptied, and what comes next still verifies.
+	res, err = h.trail().Purge(bg, store.PurgePolicy{Now: base.Add(20 * year), Default: year})
+	if err != nil || res.Events != 3 || res.Messages != 1 {
+		t.Fatalf("second Purge = %+v, %v; want the 3 remaining events and the final transaction message", res, err)
+	}
+	h.wantVerified()
+	h.reopen()
+	h.accept(sealedMsg("pay", "new", numA))
+	if rep := h.wantVerified(); rep.Records != 1 || rep.FirstSeq != 10 {
+		t.Fatalf("report after a full purge = %+v, want one record at seq 10", rep)
+	}
+}
+
+func testErasure(t *testing.T, h *auditHarness) {
+	if _, err := h.s.AddOptOut(bg, optOut("pay", numA, store.ScopeAll)); err != nil {
+		t.Fatal(err)
+	}
+	h.accept(sealedMsg("pay", "e1", numA))
+	h.accept(sealedMsg("pay", "e2", numB))
+	recs, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: numA})
+	if err != nil || len(recs) != 1 || recs[0].KeyID != h.db.Keys.ActiveDataKeyID() {
+		t.Fatalf("AuditRange = %+v, %v; want e1's event with the active data key", recs, err)
+	}
+	pt, err := h.trail().OpenPersonal(bg, recs[0])
+	if err != nil || !strings.Contains(string(pt), numA) {
+		t.Fatalf("OpenPersonal = %q, %v; want the recipient", pt, err)
+	}
+	res, err := h.trail().EraseSubject(bg, numA, "dpo@example.com")
+	if err != nil || !res.Existed || res.Seq == 0 {
+		t.Fatalf("EraseSubject = %+v, %v", res, err)
+	}
+	if _, err := h.trail().OpenPersonal(bg, recs[0]); audit.CodeOf(err) != audit.CodeSubjectErased {
+		t.Fatalf("OpenPersonal after erasure = %v, want subject_erased", err)
+	}
+	rep := h.wantVerified()
+	if rep.LastSeq != res.Seq {
+		t.Fatalf("report = %+v, want the erasure event last", rep)
+	}
+	erased, err := h.trail().AuditRange(bg, store.AuditQuery{AfterSeq: res.Seq - 1, Limit: 1})
+	if err != nil || len(erased) != 1 || erased[0].Kind != store.AuditSubjectErased || erased[0].SubjectRef != h.db.Keys.LookupHash(numA) ||
+		len(erased[0].Sealed) != 0 || strings.Contains(string(erased[0].Data), numA) {
+		t.Fatalf("erasure event = %+v, %v", erased, err)
+	}
+	// The erased subject's outbox row fails its message instead of being sent; the other stays.
+	items := h.pending()
+	if len(items) != 1 || items[0].MessageID != "e2" || string(items[0].Payload) != "payload-e2" {
+		t.Fatalf("pending = %+v, want only e2 with its payload opened", items)
+	}
+	v := h.get("pay", "e1")
+	if v.Status != store.StatusFailed || v.History[len(v.History)-1].Code != store.CodeSubjectErased {
+		t.Fatalf("e1 = %s %+v, want failed with subject_erased", v.Status, v.History)
+	}
+	if f := h.facts(numA); !f.OptedOut("pay") {
+		t.Fatal("the erased number's opt-out no longer blocks")
+	}
+	if res, err := h.trail().EraseSubject(bg, numD, "dpo"); err != nil || res.Existed {
+		t.Fatalf("EraseSubject of an unknown number = %+v, %v; want Existed false", res, err)
+	}
+	if _, err := h.trail().EraseSubject(bg, "6591234567", "dpo"); store.CodeOf(err) != store.CodeInvalidArgument {
+		t.Fatalf("EraseSubject of a bad number = %v, want invalid_argument", err)
+	}
+}
+
+func testRangeByRecipient(t *testing.T, h *auditHarness) {
+	h.accept(sealedMsg("pay", "a1", numA))
+	h.accept(sealedMsg("pay", "b1", numB))
+	if err := h.s.Refuse(bg, store.Refused{MessageID: "a2", App: "pay", To: numA, Personal: personal(numA, "no")}); err != nil {
+		t.Fatal(err)
+	}
+	h.accept(sealedMsg("pay", "b2", numB))
+	recs, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: numA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.MessageID)
+		if r.SubjectRef != h.db.Keys.LookupHash(numA) {
+			t.Fatalf("record %d has subject %q", r.Seq, r.SubjectRef)
+		}
+	}
+	if strings.Join(ids, ",") != "a1,a2" {
+		t.Fatalf("events of numA = %v, want a1,a2", ids)
+	}
+	first, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: numB, Limit: 1})
+	if err != nil || len(first) != 1 || first[0].MessageID != "b1" {
+		t.Fatalf("first page = %+v, %v; want b1", first, err)
+	}
+	page, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: numB, AfterSeq: first[0].Seq, Limit: 1})
+	if err != nil || len(page) != 1 || page[0].MessageID != "b2" {
+		t.Fatalf("second page = %+v, %v; want b2", page, err)
+	}
+	if byMsg, err := h.trail().AuditRange(bg, store.AuditQuery{MessageID: "b1"}); err != nil || len(byMsg) != 1 {
+		t.Fatalf("AuditRange by message = %+v, %v", byMsg, err)
+	}
+}
+
+func testOutboxSealed(t *testing.T, h *auditHarness) {
+	a := sealedMsg("pay", "o1", numA)
+	h.accept(a)
+	h.reopen()
+	items := h.pending()
+	if len(items) != 1 || string(items[0].Payload) != "payload-o1" {
+		t.Fatalf("pending = %+v, want o1 with its payload", items)
+	}
+	v := h.get("pay", "o1")
+	if v.ToHash != h.db.Keys.LookupHash(numA) {
+		t.Fatalf("ToHash = %q, want the keyring's lookup hash", v.ToHash)
+	}
+}
