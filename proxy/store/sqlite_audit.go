@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,7 @@ type trail struct {
 	region string
 	chain  *audit.Chain // the writer goroutine's only
 	sealer *audit.Sealer
+	keys   *sqliteSubjectKeys
 	tx     *chainTx
 
 	committed atomic.Int64 // seq of the last committed record
@@ -153,11 +155,12 @@ func (s *SQLite) openTrail(ctx context.Context, opts Options) (*trail, error) {
 		s.log.Warn("store: no audit keyring configured; using an ephemeral one, so sealed data and checkpoints of this run cannot be read or verified after a restart")
 	}
 	t := &trail{kr: kr, region: kr.Region(), every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval}
-	sealer, err := audit.NewSealer(kr, &sqliteSubjectKeys{s: s}, audit.SealerOptions{})
+	keys := &sqliteSubjectKeys{s: s, pending: map[string]pendingKey{}}
+	sealer, err := audit.NewSealer(kr, keys, audit.SealerOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("store: audit sealer: %w", err)
 	}
-	t.sealer = sealer
+	t.sealer, t.keys = sealer, keys
 	head, err := s.chainLegacy(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("store: chain the audit trail: %w", err)
@@ -294,7 +297,25 @@ func (s *SQLite) hashLegacyNumbers(ctx context.Context, kr *audit.Keyring) error
 }
 
 // sqliteSubjectKeys is the subject key table: reads on the read pool, writes through the writer.
-type sqliteSubjectKeys struct{ s *SQLite }
+//
+// A new subject key is not written on its own: Put keeps it pending, and the first write that seals
+// data under it (an Accept or a Refuse) inserts it in the same transaction. A key thus costs no commit
+// of its own, and no sealed record is ever durable without its key. The Sealer creates at most one key
+// per subject at a time in this process, and only this process writes the file, so a pending key
+// cannot clash with another writer's.
+type sqliteSubjectKeys struct {
+	s *SQLite
+
+	mu      sync.Mutex
+	pending map[string]pendingKey // created, not yet known to be committed
+	gen     uint64
+}
+
+type pendingKey struct {
+	wrapped []byte
+	keyID   string
+	gen     uint64 // tells a key from a later one of the same subject (after an erasure)
+}
 
 var (
 	_ audit.SubjectKeys        = (*sqliteSubjectKeys)(nil)
@@ -302,6 +323,9 @@ var (
 )
 
 func (k *sqliteSubjectKeys) Get(ctx context.Context, ref string) ([]byte, string, error) {
+	if pk, ok := k.pendingFor(ref); ok {
+		return pk.wrapped, pk.keyID, nil
+	}
 	var wrapped []byte
 	var keyID string
 	err := k.s.rdb.QueryRowContext(ctx, `SELECT wrapped, key_id FROM subject_keys WHERE ref = ?`, ref).Scan(&wrapped, &keyID)
@@ -311,17 +335,42 @@ func (k *sqliteSubjectKeys) Get(ctx context.Context, ref string) ([]byte, string
 	return wrapped, keyID, err
 }
 
+// Put keeps a new key pending until a write that uses it inserts it (see the type's comment).
 func (k *sqliteSubjectKeys) Put(ctx context.Context, ref string, wrapped []byte, keyID string) error {
-	return k.s.gc.submit(ctx, func() error {
-		_, err := k.s.wconn.ExecContext(bg, `INSERT INTO subject_keys (ref, key_id, wrapped) VALUES (?, ?, ?)`, ref, keyID, wrapped)
-		if isUniqueViolation(err) {
-			return audit.ErrSubjectKeyExists
-		}
-		return err
-	})
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.pending[ref]; ok {
+		return audit.ErrSubjectKeyExists
+	}
+	k.gen++
+	k.pending[ref] = pendingKey{wrapped: wrapped, keyID: keyID, gen: k.gen}
+	return nil
+}
+
+// pendingFor returns the pending key of ref, if it has one.
+func (k *sqliteSubjectKeys) pendingFor(ref string) (pendingKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	pk, ok := k.pending[ref]
+	return pk, ok
+}
+
+// settle forgets the pending key of ref once a write that inserted it (generation gen) has committed.
+func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
+	if gen == 0 {
+		return
+	}
+	k.mu.Lock()
+	if pk, ok := k.pending[ref]; ok && pk.gen == gen {
+		delete(k.pending, ref)
+	}
+	k.mu.Unlock()
 }
 
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
+	k.mu.Lock()
+	delete(k.pending, ref)
+	k.mu.Unlock()
 	return k.s.gc.submit(ctx, func() error {
 		_, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref)
 		return err
@@ -706,7 +755,7 @@ func (s *SQLite) EraseSubject(ctx context.Context, e164, requestedBy string) (Er
 	if requestedBy == "" || len(requestedBy) > 256 {
 		return EraseResult{}, invalid("erasure needs who requested it, at most 256 characters")
 	}
-	return eraseSubject(ctx, s.trail.kr, s.trail.sealer, &sqliteSubjectKeys{s: s}, e164, requestedBy,
+	return eraseSubject(ctx, s.trail.kr, s.trail.sealer, s.trail.keys, e164, requestedBy,
 		func(ref, data string) (int64, error) {
 			var seq int64
 			err := s.gc.submit(ctx, func() error {

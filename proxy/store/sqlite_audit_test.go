@@ -146,3 +146,48 @@ func TestLegacyTrailChained(t *testing.T) {
 		t.Fatalf("VerifyAudit after chaining legacy records = %+v, %v", rep, err)
 	}
 }
+
+// TestNewSubjectKeyCommitsWithItsFirstWrite checks that a recipient's first message costs one commit,
+// not two: the new subject key is inserted in the same transaction as the write it seals, so its
+// sealed data opens after a reopen and no key is durable without the data or the data without it.
+func TestNewSubjectKeyCommitsWithItsFirstWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s := openTest(t, path, Options{})
+	ctx := context.Background()
+	before := s.Commits()
+	const n = 20
+	for i := range n {
+		to := fmt.Sprintf("+659%07d", 1000000+i)
+		_, err := s.Accept(ctx, Accepted{ID: fmt.Sprintf("m%02d", i), App: "a", To: to, ToMasked: "+65****", Country: "SG",
+			Sender: "PAYLINK88", SenderKind: "alphanumeric", Category: "transaction", Body: "masked", Encoding: "GSM-7",
+			Segments: 1, Personal: []byte(`{"to":"` + to + `","body":"hello"}`), Payload: []byte(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Commits() - before; got != n {
+		t.Errorf("%d accepts to new recipients took %d commits, want %d", n, got, n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, Options{})
+	defer s.Close()
+	recs, err := s.AuditRange(ctx, AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := 0
+	for _, r := range recs {
+		if len(r.Sealed) == 0 {
+			continue
+		}
+		if _, err := s.OpenPersonal(ctx, r); err != nil {
+			t.Fatalf("seq %d does not open after a reopen: %v", r.Seq, err)
+		}
+		opened++
+	}
+	if opened != n {
+		t.Errorf("opened %d sealed records, want %d", opened, n)
+	}
+}

@@ -25,6 +25,7 @@ type acceptOp struct {
 	personal []byte
 	ref      string
 	res      AcceptResult
+	keyGen   uint64 // the pending subject key the writer inserted with it, set in the writer
 }
 
 // refuseOp is one Refuse call.
@@ -35,6 +36,7 @@ type refuseOp struct {
 	at       int64
 	key      *audit.SubjectKey // seals personal, when not nil
 	personal []byte
+	keyGen   uint64 // the pending subject key the writer inserted with it, set in the writer
 }
 
 // sentOp is one RecordSent call.
@@ -177,6 +179,7 @@ type pass struct {
 	newIDs  map[string]bool
 
 	inserts []*acceptOp
+	keys    []keyRow // pending subject keys the pass's sealed writes use
 	audits  []auditRow
 	changed []*msgState
 	delOut  []string
@@ -202,6 +205,7 @@ func (p *pass) reset() {
 	}
 	p.want, p.wantP, p.wantI = p.want[:0], p.wantP[:0], p.wantI[:0]
 	p.inserts, p.audits, p.changed, p.delOut = p.inserts[:0], p.audits[:0], p.changed[:0], p.delOut[:0]
+	p.keys = p.keys[:0]
 }
 
 func (p *pass) wantState(l *liveStates, id string) {
@@ -267,7 +271,11 @@ func (s *SQLite) runSet(ops []*writeOp, res []error) error {
 		switch o := op.set.(type) {
 		case *acceptOp:
 			res[i] = p.accept(o)
+			o.keyGen = p.useKey(s, o.ref)
 		case *refuseOp:
+			if o.key != nil {
+				o.keyGen = p.useKey(s, o.key.Ref())
+			}
 			p.auditSealed(o.at, AuditRefused, o.id, o.app, o.data, o.key, o.personal)
 		case *sentOp:
 			if err := s.sent(p, o); err != nil {
@@ -483,6 +491,15 @@ func (p *pass) receipt(o *receiptOp) error {
 // writePass writes what the pass worked out: new messages and their outbox rows, changed
 // messages, removed outbox rows, then the audit events in the order their operations were queued.
 func (s *SQLite) writePass(p *pass, w *sqliteWriteStmts) error {
+	if n := len(p.keys); n > 0 {
+		err := w.execChunks(&sqlInsSubjectKeys, n, func(i int, args []any) []any {
+			k := p.keys[i]
+			return append(args, k.ref, k.keyID, k.wrapped)
+		})
+		if err != nil {
+			return err
+		}
+	}
 	if n := len(p.inserts); n > 0 {
 		err := w.execChunks(&sqlInsMessages, n, func(i int, args []any) []any {
 			a := &p.inserts[i].a
@@ -562,4 +579,24 @@ func (s *SQLite) writePass(p *pass, w *sqliteWriteStmts) error {
 		}
 	}
 	return nil
+}
+
+// keyRow is a pending subject key to insert with the write that first seals under it.
+type keyRow struct {
+	ref, keyID string
+	wrapped    []byte
+}
+
+// useKey adds ref's pending subject key, if it has one, to the pass's inserts and returns its
+// generation (0: none was pending).
+func (p *pass) useKey(s *SQLite, ref string) uint64 {
+	if ref == "" || s.trail == nil || s.trail.keys == nil {
+		return 0
+	}
+	pk, ok := s.trail.keys.pendingFor(ref)
+	if !ok {
+		return 0
+	}
+	p.keys = append(p.keys, keyRow{ref: ref, keyID: pk.keyID, wrapped: pk.wrapped})
+	return pk.gen
 }

@@ -72,6 +72,9 @@ func (s *SQLite) Accept(ctx context.Context, a Accepted) (AcceptResult, error) {
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return AcceptResult{}, err
 	}
+	if op.ref != "" {
+		s.trail.keys.settle(op.ref, op.keyGen)
+	}
 	return op.res, nil
 }
 
@@ -93,7 +96,13 @@ func (s *SQLite) Refuse(ctx context.Context, r Refused) error {
 			return fmt.Errorf("store: refuse: %w", err)
 		}
 	}
-	return s.gc.submitSet(ctx, op)
+	if err := s.gc.submitSet(ctx, op); err != nil {
+		return err
+	}
+	if op.key != nil {
+		s.trail.keys.settle(op.key.Ref(), op.keyGen)
+	}
+	return nil
 }
 
 // seal prepares an Accept's sealing on the caller's goroutine: the recipient's lookup hash becomes

@@ -38,7 +38,8 @@ var (
 	sqlInsMessages = rowsSQL(`INSERT INTO messages (id, app, idempotency_key, request_hash, to_masked, to_hash, country, sender,
  sender_kind, category, body, encoding, segments, status, attempts, created_at, updated_at, detail) VALUES `,
 		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?, ?)`, ``)
-	sqlInsOutbox = rowsSQL(`INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at, subject_ref) VALUES `,
+	sqlInsSubjectKeys = rowsSQL(`INSERT OR IGNORE INTO subject_keys (ref, key_id, wrapped) VALUES `, `(?, ?, ?)`, ``)
+	sqlInsOutbox      = rowsSQL(`INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at, subject_ref) VALUES `,
 		`(?, ?, ?, 0, ?, ?)`, ``)
 	sqlInsAudit = rowsSQL(`INSERT INTO audit_events (seq, at, kind, message_id, app, data, sealed, subject_ref, prev_hash, hash) VALUES `,
 		`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ``)

@@ -87,9 +87,9 @@ const qAccept = `WITH ins AS (
   ON CONFLICT DO NOTHING
   RETURNING id
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data) SELECT $14, 'message.accepted', id, $2, $16 FROM ins
+  INSERT INTO audit_pending (at, kind, message_id, app, data, tag) SELECT $14, 'message.accepted', id, $2, $16, $19 FROM ins
 ), ob AS (
-  INSERT INTO outbox (message_id, payload, created_at, next_attempt_at) SELECT id, $17, $14, $14 FROM ins
+  INSERT INTO outbox (message_id, payload, created_at, next_attempt_at, subject_ref) SELECT id, $17, $14, $14, $18 FROM ins
 )
 SELECT true, id, ''::text, 'accepted'::text, $14::bigint FROM ins
 UNION ALL
@@ -109,10 +109,32 @@ func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptRe
 	if a.Segments < 0 {
 		return store.AcceptResult{}, invalid("segments must not be negative")
 	}
-	if a.To != "" && p.keys != nil {
-		a.ToHash = p.keys.LookupHash(a.To)
+	var req *sealReq
+	ref := ""
+	payload := a.Payload
+	if payload == nil {
+		payload = []byte{}
 	}
-	a.To, a.Personal = "", nil // not stored in plain text; sealing is not implemented for PostgreSQL yet
+	if a.To != "" {
+		// The recipient's subject key is read or created here, on the caller's goroutine: it seals
+		// the outbox payload now and the audit event's personal part in the writer.
+		if !validE164(a.To) {
+			return store.AcceptResult{}, invalid("the recipient must be in E.164")
+		}
+		ref = p.tr.kr.LookupHash(a.To)
+		a.ToHash = ref
+		key, err := p.tr.sealer.Key(ctx, ref)
+		if err != nil {
+			return store.AcceptResult{}, fmt.Errorf("store: accept: %w", err)
+		}
+		if payload, err = key.Seal(payload, outboxAAD(a.ID)); err != nil {
+			return store.AcceptResult{}, fmt.Errorf("store: accept: %w", err)
+		}
+		req = &sealReq{key: key, personal: a.Personal}
+	} else if len(a.Personal) > 0 {
+		return store.AcceptResult{}, invalid("sealing a message's personal data needs its recipient")
+	}
+	a.To, a.Personal = "", nil
 	if err := checkText("the message", a.ID, a.App, a.IdempotencyKey, a.RequestHash, a.ToMasked, a.ToHash,
 		a.Country, a.Sender, a.SenderKind, a.Category, a.Body, a.Encoding); err != nil {
 		return store.AcceptResult{}, err
@@ -125,10 +147,6 @@ func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptRe
 	if err != nil {
 		return store.AcceptResult{}, err
 	}
-	payload := a.Payload
-	if payload == nil {
-		payload = []byte{}
-	}
 	created := orNow(a.CreatedAt).UnixNano()
 	key := nullable(a.IdempotencyKey)
 	var (
@@ -137,10 +155,14 @@ func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptRe
 		id, hash, stat string
 		at             int64
 	)
-	err = p.w.submit(ctx, func(b *pgx.Batch) {
+	err = p.w.submitOp(ctx, &writeOp{seal: req, queue: func(b *pgx.Batch) {
+		tag := int64(0)
+		if req != nil {
+			tag = req.tag
+		}
 		b.Queue(qAccept, a.ID, a.App, key, a.RequestHash, a.ToMasked, a.ToHash, a.Country, a.Sender, a.SenderKind,
-			a.Category, a.Body, a.Encoding, a.Segments, created, detail, audit, payload)
-	}, func(br pgx.BatchResults) error {
+			a.Category, a.Body, a.Encoding, a.Segments, created, detail, audit, payload, ref, tag)
+	}, read: func(br pgx.BatchResults) error {
 		found = false
 		err := br.QueryRow().Scan(&inserted, &id, &hash, &stat, &at)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -148,7 +170,7 @@ func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptRe
 		}
 		found = err == nil
 		return err
-	})
+	}})
 	if err != nil {
 		return store.AcceptResult{}, err
 	}
@@ -188,9 +210,10 @@ func (p *Postgres) acceptConflict(ctx context.Context, a store.Accepted) (store.
 	return store.AcceptResult{}, &store.Error{Code: store.CodeDuplicateID, Message: "a message with this id already exists"}
 }
 
-const qInsAudit = `INSERT INTO audit_events (at, kind, message_id, app, data) VALUES ($1, $2, $3, $4, $5)`
+const qInsAudit = `INSERT INTO audit_pending (at, kind, message_id, app, data) VALUES ($1, $2, $3, $4, $5)`
 
-// Refuse records a "message.refused" audit event with r.Data, grouped with other writes.
+// Refuse records a "message.refused" audit event with r.Data, grouped with other writes; r.Personal
+// is sealed under r.To's subject key.
 func (p *Postgres) Refuse(ctx context.Context, r store.Refused) error {
 	if r.App == "" {
 		return invalid("a refusal needs an app")
@@ -203,12 +226,19 @@ func (p *Postgres) Refuse(ctx context.Context, r store.Refused) error {
 		return err
 	}
 	at := orNow(r.At).UnixNano()
-	return p.w.submit(ctx, func(b *pgx.Batch) {
-		b.Queue(qInsAudit, at, store.AuditRefused, nullable(r.MessageID), r.App, data)
-	}, func(br pgx.BatchResults) error {
-		_, err := br.Exec()
-		return err
-	})
+	req := &sealReq{}
+	if len(r.Personal) > 0 {
+		if !validE164(r.To) {
+			return invalid("sealing a refusal's personal data needs its recipient in E.164")
+		}
+		if req.key, err = p.tr.sealer.Key(ctx, p.tr.kr.LookupHash(r.To)); err != nil {
+			return fmt.Errorf("store: refuse: %w", err)
+		}
+		req.personal = r.Personal
+	}
+	return p.w.submitOp(ctx, &writeOp{seal: req, queue: func(b *pgx.Batch) {
+		b.Queue(qInsPending, at, store.AuditRefused, nullable(r.MessageID), r.App, data, "", req.tag)
+	}, read: execOne})
 }
 
 func notFoundIn(missing []string, total int) error {
@@ -240,7 +270,7 @@ const qSent = `WITH m AS (
   FROM m WHERE messages.id = m.id AND m.status = 'accepted'
   RETURNING messages.id
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $5, 'message.sent', m.id, m.app, CASE WHEN m.status = 'accepted' THEN $6::json ELSE $7::json END
   FROM m WHERE m.status = 'accepted' OR EXISTS (SELECT 1 FROM pid)
 ), del AS (
@@ -326,7 +356,7 @@ const qFailed = `WITH m AS (
   FROM m WHERE messages.id = m.id AND m.status NOT IN ` + finalStatuses + `
   RETURNING messages.id
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $4, 'message.failed', m.id, m.app, $5 FROM m WHERE m.status NOT IN ` + finalStatuses + `
 ), del AS (
   DELETE FROM outbox WHERE message_id IN (SELECT id FROM m)
@@ -395,7 +425,7 @@ const qRetry = `WITH m AS (
 ), upd AS (
   UPDATE messages SET attempts = $2, updated_at = $4 WHERE id IN (SELECT message_id FROM ob)
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $4, 'message.retry', m.id, m.app, $5 FROM m WHERE EXISTS (SELECT 1 FROM ob)
 )
 SELECT count(*) FROM ob`
@@ -445,7 +475,7 @@ const qReceipt = `WITH m AS (
   WHERE messages.id = m.id AND m.status NOT IN ` + finalStatuses + `
   RETURNING messages.id
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $4, $5, m.id, m.app, $6 FROM m WHERE m.status NOT IN ` + finalStatuses + `
 )
 SELECT id, app, status FROM m`

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -54,11 +55,18 @@ type Options struct {
 	Writers int
 	// Logger receives the store's own events; nil means slog.Default().
 	Logger *slog.Logger
-	// Audit is the region's audit keyring. The PostgreSQL store uses it so far only for the lookup
-	// hash of Accepted.To (messages.to_hash); chaining and sealing are not implemented here yet.
+	// Audit is the region's audit keyring: it seals personal fields, signs checkpoints and keys the
+	// lookup hashes of numbers. nil means an ephemeral keyring, for development only: what it sealed
+	// and signed cannot be read or verified after a restart, and replicas each have their own.
 	Audit *audit.Keyring
 	// Region is the region whose trail the store keeps; empty means the keyring's region.
 	Region string
+	// CheckpointEvery makes the store sign a checkpoint once this process moved the chain head by
+	// this many events; 0 means 10,000 and a negative value turns it off.
+	CheckpointEvery int
+	// CheckpointInterval makes the store sign a checkpoint this often when this process moved the
+	// head; 0 means one minute and a negative value turns it off.
+	CheckpointInterval time.Duration
 }
 
 // Validate reports options that cannot work.
@@ -93,6 +101,12 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.CheckpointEvery == 0 {
+		o.CheckpointEvery = store.DefaultCheckpointEvery
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = store.DefaultCheckpointInterval
+	}
 	return o
 }
 
@@ -101,7 +115,7 @@ type Postgres struct {
 	log  *slog.Logger
 	pool *pgxpool.Pool
 	w    *writer
-	keys *audit.Keyring // nil: no lookup hash of Accepted.To
+	tr   *trail
 
 	closed    atomic.Bool // set first thing in Close; reads check it
 	closeOnce sync.Once
@@ -139,8 +153,15 @@ func Open(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
 	if applied > 0 {
 		opts.Logger.Info("store schema migrated", "backend", "postgres", "applied", applied, "version", len(ms))
 	}
-	p := &Postgres{log: opts.Logger, pool: pool, keys: opts.Audit}
-	p.w = newWriter(pool, opts.MaxBatch, opts.Writers, opts.Logger)
+	tr, err := openTrail(ctx, pool, opts)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	p := &Postgres{log: opts.Logger, pool: pool, tr: tr}
+	p.w = newWriter(pool, tr, opts.MaxBatch, opts.Writers, opts.Logger)
+	tr.kick, tr.stop, tr.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go p.checkpointer()
 	return p, nil
 }
 
@@ -152,12 +173,20 @@ func redact(err error, password string) error {
 	return errors.New(strings.ReplaceAll(err.Error(), password, "xxxxx"))
 }
 
-// Close commits the writes already queued, stops the writer and closes the connections. Calls
-// made after Close return store.ErrClosed.
+// Close commits the writes already queued, stops the writer and the checkpointer, signs a last
+// checkpoint when this process moved the head since the last one, and closes the connections.
+// Calls made after Close return store.ErrClosed.
 func (p *Postgres) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		close(p.tr.stop)
+		<-p.tr.done
 		p.w.close()
+		if p.tr.moved() {
+			if _, err := p.writeCheckpoint(context.Background(), time.Now()); err != nil {
+				p.log.Warn("store: final audit checkpoint failed", "backend", "postgres", "err", err)
+			}
+		}
 		p.pool.Close()
 	})
 	return nil

@@ -17,10 +17,10 @@ const importChunk = 500
 
 const (
 	qInsOptOut = `WITH ins AS (
-  INSERT INTO opt_outs (number, scope, app, source, created_at) VALUES ($1, $2, $3, $4, $5)
+  INSERT INTO opt_outs (number, masked, scope, app, source, created_at) VALUES ($1, $7, $2, $3, $4, $5)
   ON CONFLICT (number, scope) DO NOTHING RETURNING seq
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data) SELECT $5, 'optout.added', NULL, $3, $6 FROM ins
+  INSERT INTO audit_pending (at, kind, message_id, app, data) SELECT $5, 'optout.added', NULL, $3, $6 FROM ins
 )
 SELECT count(*) FROM ins`
 	// qRemoveOptOuts deletes the opt-outs of a number an app recorded, with an audit event each
@@ -28,18 +28,18 @@ SELECT count(*) FROM ins`
 	qRemoveOptOuts = `WITH d AS (
   DELETE FROM opt_outs WHERE number = $1 AND app = $2 RETURNING seq, scope, source
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $3, 'optout.removed', NULL, $2,
     ('{"number":' || to_json($4::text)::text || ',"scope":' || to_json(scope)::text || ',"source":' || to_json(source)::text || '}')::json
   FROM d ORDER BY seq
 )
 SELECT count(*) FROM d`
-	qListOptOuts  = `SELECT seq, number, scope, app, source, created_at FROM opt_outs WHERE app = $1 AND seq > $2 ORDER BY seq LIMIT $3`
+	qListOptOuts  = `SELECT seq, masked, scope, app, source, created_at FROM opt_outs WHERE app = $1 AND seq > $2 ORDER BY seq LIMIT $3`
 	qOptOutScopes = `SELECT scope FROM opt_outs WHERE number = $1 ORDER BY seq`
 	qInsConsent   = `WITH ins AS (
-  INSERT INTO consents (app, number, category, basis, source, granted_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq
+  INSERT INTO consents (app, number, masked, category, basis, source, granted_at) VALUES ($1, $2, $8, $3, $4, $5, $6) RETURNING seq
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data) SELECT $6, 'consent.recorded', NULL, $1, $7 FROM ins
+  INSERT INTO audit_pending (at, kind, message_id, app, data) SELECT $6, 'consent.recorded', NULL, $1, $7 FROM ins
 )
 SELECT seq FROM ins`
 	// qWithdraw marks the records in force withdrawn with one audit event whose data matches
@@ -49,7 +49,7 @@ SELECT seq FROM ins`
 ), n AS (
   SELECT count(*) AS n FROM u
 ), audit AS (
-  INSERT INTO audit_events (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data)
   SELECT $1, 'consent.withdrawn', NULL, $2,
     ('{"number":' || to_json($5::text)::text || ',"category":' || to_json($4::text)::text || ',"records":' || n.n || '}')::json
   FROM n WHERE n.n > 0
@@ -128,14 +128,16 @@ func (p *Postgres) ImportOptOuts(ctx context.Context, rows []store.OptOut) (stor
 		chunk := rows[start:min(start+importChunk, len(rows))]
 		ats := make([]int64, len(chunk))
 		data := make([]string, len(chunk))
+		hashes := make([]string, len(chunk))
 		for i, o := range chunk {
+			hashes[i] = p.tr.kr.LookupHash(o.Number)
 			ats[i] = orNow(o.CreatedAt).UnixNano()
 			data[i] = mustJSON(optOutAudit{Number: sms.MaskPhone(o.Number), Scope: o.Scope, Source: o.Source})
 		}
 		var res store.ImportResult
 		err := p.w.submit(ctx, func(b *pgx.Batch) {
 			for i, o := range chunk {
-				b.Queue(qInsOptOut, o.Number, o.Scope, o.App, o.Source, ats[i], data[i])
+				b.Queue(qInsOptOut, hashes[i], o.Scope, o.App, o.Source, ats[i], data[i], sms.MaskPhone(o.Number))
 			}
 		}, func(br pgx.BatchResults) error {
 			res = store.ImportResult{}
@@ -174,7 +176,7 @@ func (p *Postgres) RemoveOptOut(ctx context.Context, app, number string, at time
 	when := orNow(at).UnixNano()
 	var removed int
 	err := p.w.submit(ctx, func(b *pgx.Batch) {
-		b.Queue(qRemoveOptOuts, number, app, when, sms.MaskPhone(number))
+		b.Queue(qRemoveOptOuts, p.tr.kr.LookupHash(number), app, when, sms.MaskPhone(number))
 	}, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&removed)
 	})
@@ -207,7 +209,6 @@ func (p *Postgres) ListOptOuts(ctx context.Context, app string, after int64, lim
 		if err := rows.Scan(&o.Seq, &o.Number, &o.Scope, &o.App, &o.Source, &at); err != nil {
 			return nil, fmt.Errorf("store: list opt-outs: %w", err)
 		}
-		o.Number = sms.MaskPhone(o.Number) // listed numbers are masked, as the conformance suite requires
 		o.CreatedAt = fromNanos(at)
 		out = append(out, o)
 	}
@@ -227,7 +228,8 @@ func (p *Postgres) RecordConsent(ctx context.Context, c store.Consent) (store.Co
 	c.WithdrawnAt = time.Time{}
 	data := mustJSON(consentAudit{Number: sms.MaskPhone(c.Number), Category: c.Category, Basis: c.Basis, Source: c.Source})
 	err := p.w.submit(ctx, func(b *pgx.Batch) {
-		b.Queue(qInsConsent, c.App, c.Number, c.Category, c.Basis, c.Source, c.GrantedAt.UnixNano(), data)
+		b.Queue(qInsConsent, c.App, p.tr.kr.LookupHash(c.Number), c.Category, c.Basis, c.Source, c.GrantedAt.UnixNano(), data,
+			sms.MaskPhone(c.Number))
 	}, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&c.Seq)
 	})
@@ -250,7 +252,7 @@ func (p *Postgres) WithdrawConsent(ctx context.Context, app, number, category st
 	when := orNow(at).UnixNano()
 	var n int
 	err := p.w.submit(ctx, func(b *pgx.Batch) {
-		b.Queue(qWithdraw, when, app, number, category, sms.MaskPhone(number))
+		b.Queue(qWithdraw, when, app, p.tr.kr.LookupHash(number), category, sms.MaskPhone(number))
 	}, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&n)
 	})
@@ -268,11 +270,11 @@ func (p *Postgres) Consents(ctx context.Context, app, number string) ([]store.Co
 	if p.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	rows, err := p.pool.Query(ctx, qConsentsOf, app, number)
+	rows, err := p.pool.Query(ctx, qConsentsOf, app, p.tr.kr.LookupHash(number))
 	if err != nil {
 		return nil, fmt.Errorf("store: consents: %w", err)
 	}
-	return scanConsents(rows)
+	return scanConsents(rows, number)
 }
 
 // RecipientFacts returns the opt-out scopes of number and the consent record in force per app and
@@ -283,11 +285,12 @@ func (p *Postgres) RecipientFacts(ctx context.Context, number string) (store.Rec
 	}
 	b := &pgx.Batch{}
 	b.Queue(readOnlyBegin)
-	b.Queue(qOptOutScopes, number)
-	b.Queue(qConsentsInForce, number)
+	ref := p.tr.kr.LookupHash(number)
+	b.Queue(qOptOutScopes, ref)
+	b.Queue(qConsentsInForce, ref)
 	b.Queue("COMMIT")
 	br := p.pool.SendBatch(ctx, b)
-	f, err := readFacts(br)
+	f, err := readFacts(br, number)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -297,7 +300,7 @@ func (p *Postgres) RecipientFacts(ctx context.Context, number string) (store.Rec
 	return f, nil
 }
 
-func readFacts(br pgx.BatchResults) (store.RecipientFacts, error) {
+func readFacts(br pgx.BatchResults, number string) (store.RecipientFacts, error) {
 	var f store.RecipientFacts
 	if _, err := br.Exec(); err != nil {
 		return f, err
@@ -322,7 +325,7 @@ func readFacts(br pgx.BatchResults) (store.RecipientFacts, error) {
 	if err != nil {
 		return f, err
 	}
-	cs, err := scanConsents(rows)
+	cs, err := scanConsents(rows, number)
 	if err != nil {
 		return f, err
 	}
@@ -332,8 +335,9 @@ func readFacts(br pgx.BatchResults) (store.RecipientFacts, error) {
 	return f, nil
 }
 
-// scanConsents reads consent rows in qConsentCols order and closes them.
-func scanConsents(rows pgx.Rows) ([]store.Consent, error) {
+// scanConsents reads consent rows in qConsentCols order, whose number column holds the lookup hash
+// of number, and closes them.
+func scanConsents(rows pgx.Rows, number string) ([]store.Consent, error) {
 	defer rows.Close()
 	var out []store.Consent
 	for rows.Next() {
@@ -342,7 +346,7 @@ func scanConsents(rows pgx.Rows) ([]store.Consent, error) {
 		if err := rows.Scan(&c.Seq, &c.App, &c.Number, &c.Category, &c.Basis, &c.Source, &granted, &withdrawn); err != nil {
 			return nil, err
 		}
-		c.GrantedAt, c.WithdrawnAt = fromNanos(granted), fromNanos(withdrawn)
+		c.Number, c.GrantedAt, c.WithdrawnAt = number, fromNanos(granted), fromNanos(withdrawn)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

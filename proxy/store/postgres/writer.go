@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -30,7 +31,10 @@ type writeOp struct {
 	ctx   context.Context
 	queue func(b *pgx.Batch)
 	read  func(br pgx.BatchResults) error
-	done  chan error
+	// seal, when set, is tagged before queue runs; queue puts its tag on the operation's one audit
+	// event, whose personal part the writer seals once the event's seq is known.
+	seal *sealReq
+	done chan error
 }
 
 // writer sends the operations queued at each moment, up to maxBatch, as one pipelined batch: one
@@ -40,6 +44,7 @@ type writer struct {
 	pool     *pgxpool.Pool
 	maxBatch int
 	log      *slog.Logger
+	tr       *trail // links each batch's audit events into the chain
 
 	mu      sync.RWMutex // guards closed against sends on a closed ops channel
 	closed  bool
@@ -51,9 +56,10 @@ type writer struct {
 
 // newWriter starts writers goroutines that take batches from one queue: while one batch waits for
 // its commit to reach the disk, the next one is already being sent.
-func newWriter(pool *pgxpool.Pool, maxBatch, writers int, log *slog.Logger) *writer {
+func newWriter(pool *pgxpool.Pool, tr *trail, maxBatch, writers int, log *slog.Logger) *writer {
 	w := &writer{
 		pool:     pool,
+		tr:       tr,
 		maxBatch: maxBatch,
 		log:      log,
 		ops:      make(chan *writeOp, maxBatch),
@@ -78,10 +84,15 @@ func newWriter(pool *pgxpool.Pool, maxBatch, writers int, log *slog.Logger) *wri
 // When ctx ends after the operation was queued, submit returns ctx's error at once; the operation
 // is skipped if its batch has not been sent yet, but may still commit if it has.
 func (w *writer) submit(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	return w.submitOp(ctx, &writeOp{ctx: ctx, queue: queue, read: read})
+}
+
+// submitOp is submit for an operation built by the caller (one with a sealReq).
+func (w *writer) submitOp(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, queue: queue, read: read, done: make(chan error, 1)}
+	op.ctx, op.done = ctx, make(chan error, 1)
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -180,28 +191,73 @@ func (w *writer) runBatch(batch []*writeOp) []error {
 	return res
 }
 
-// send runs the live operations of batch as one pipelined batch. It returns the index in live of
-// the operation whose statement failed first, or -1 when the failure is not an operation's.
+// send runs the live operations of batch as one transaction in two pipelined round trips. The
+// first begins it, runs the operations (whose audit events go to audit_pending), locks the chain
+// head and reads the pending events; the second moves them into audit_events linked after the
+// head, advances the head and commits. The head's row lock orders the chain by commit across every
+// writer and replica, and a rolled back batch leaves the head as it was. send returns the index in
+// live of the operation whose statement failed first, or -1 when the failure is not an operation's.
 func (w *writer) send(batch []*writeOp, live []int) (failed int, err error) {
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	tags := map[int64]*sealReq{}
 	for _, i := range live {
+		if s := batch[i].seal; s != nil {
+			s.tag = int64(len(tags) + 1)
+			tags[s.tag] = s
+		}
 		batch[i].queue(b)
 	}
+	b.Queue(qLockHead)
+	b.Queue(qPendingEvents)
 	conn, err := w.pool.Acquire(bg)
 	if err != nil {
 		return -1, err
 	}
 	defer conn.Release()
+	rollback := func() { _, _ = conn.Exec(bg, "ROLLBACK") }
 	br := conn.SendBatch(bg, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		rollback()
+		return -1, err
+	}
 	for k, i := range live {
 		if err := batch[i].read(br); err != nil {
 			_ = br.Close()
+			rollback()
 			return k, err
 		}
 	}
-	// Close reads the end of the pipeline: the implicit transaction has committed when it returns nil.
-	if err := br.Close(); err != nil {
+	head, pending, err := readPending(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback()
 		return -1, err
+	}
+	b = &pgx.Batch{}
+	var newHead audit.Head
+	if len(pending) > 0 {
+		l, err := w.tr.link(head, pending, tags)
+		if err != nil {
+			rollback()
+			return -1, err
+		}
+		b.Queue(qMovePending, l.ids, l.seqs, l.sealed, l.refs, l.prev, l.hash)
+		b.Queue(`DELETE FROM audit_pending`)
+		b.Queue(`UPDATE chain_head SET seq = $1, hash = $2`, l.head.Seq, l.head.Hash)
+		newHead = l.head
+	}
+	b.Queue("COMMIT")
+	// Close reads the end of the pipeline: the transaction has committed when it returns nil.
+	if err := conn.SendBatch(bg, b).Close(); err != nil {
+		rollback()
+		return -1, err
+	}
+	if newHead.Seq > 0 {
+		w.tr.committedUpTo(newHead.Seq)
 	}
 	return -1, nil
 }
