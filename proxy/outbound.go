@@ -29,6 +29,10 @@ type outbound struct {
 
 	mu       sync.Mutex
 	inFlight map[string]struct{} // messages the dispatcher holds
+	// finished collects the messages the dispatcher finishes while a sweep runs (nil otherwise): a
+	// sweep's page may list a row that was in flight when read and is finished by the time it is
+	// checked, and such a row must not be handed over again.
+	finished map[string]struct{}
 	backlog  atomic.Bool         // the outbox holds messages nobody dispatches
 }
 
@@ -170,6 +174,9 @@ func (p *Proxy) dispatch(item route.Item) {
 func (o *outbound) done(id string) {
 	o.mu.Lock()
 	delete(o.inFlight, id)
+	if o.finished != nil {
+		o.finished[id] = struct{}{}
+	}
 	o.mu.Unlock()
 }
 
@@ -275,6 +282,14 @@ func (o *outbound) sweep(ctx context.Context) {
 }
 
 func (o *outbound) drainOutbox(ctx context.Context) error {
+	o.mu.Lock()
+	o.finished = map[string]struct{}{}
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.finished = nil
+		o.mu.Unlock()
+	}()
 	after := ""
 	handed := 0
 	for {
@@ -289,11 +304,12 @@ func (o *outbound) drainOutbox(ctx context.Context) error {
 			after = it.MessageID
 			o.mu.Lock()
 			_, busy := o.inFlight[it.MessageID]
-			if !busy {
+			_, finished := o.finished[it.MessageID]
+			if !busy && !finished {
 				o.inFlight[it.MessageID] = struct{}{}
 			}
 			o.mu.Unlock()
-			if busy {
+			if busy || finished {
 				continue
 			}
 			var pl outboxPayload
@@ -306,7 +322,16 @@ func (o *outbound) drainOutbox(ctx context.Context) error {
 			item := route.Item{Req: pl.Req, Country: pl.Req.Country, Providers: o.p.usable(pl.Providers), Attempt: it.Attempts}
 			if err := o.dispatcher.Enqueue(ctx, item); err != nil {
 				o.done(it.MessageID)
-				return err
+				if route.CodeOf(err) != route.CodeNoRoute {
+					return err // closed or full: the next sweep goes on from the start
+				}
+				// No provider serves it (a provider was disabled or removed since): it can never go
+				// out, so it fails now instead of blocking the rows after it.
+				o.p.log.Warn("outbox row has no route; failing the message", "message_id", it.MessageID, "country", pl.Req.Country)
+				if ferr := o.p.store.RecordFailed(ctx, []store.Failed{{MessageID: it.MessageID, Code: route.CodeNoRoute, Attempts: it.Attempts}}); ferr != nil {
+					return ferr
+				}
+				continue
 			}
 			handed++
 		}

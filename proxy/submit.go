@@ -65,6 +65,18 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	}
 	applyObligations(&msg, dec.Obligations)
 
+	// The providers to try: the decision's route, else the country's; a message no running provider
+	// can take is refused now rather than accepted and never sent.
+	providers := dec.Route.Providers
+	if len(providers) == 0 {
+		providers = rt.region.Countries[msg.To.Country].Providers
+	}
+	if providers = p.usable(providers); len(providers) == 0 {
+		reason := policy.Reason{Code: "no_route", Message: "No provider of this region can take messages to this destination now.", Rule: "route"}
+		p.refuse(ctx, &msg, masks, []policy.Reason{reason})
+		return sms.Accepted{}, &Error{Class: "unavailable", Code: reason.Code, Message: reason.Message, Rule: reason.Rule}
+	}
+
 	// 4 limit: every limit the decision named, all or none.
 	limits, err := toLimits(dec.Limits)
 	if err != nil {
@@ -80,11 +92,6 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	}
 
 	// 5 record: message, audit event and outbox row in one commit.
-	providers := dec.Route.Providers
-	if len(providers) == 0 {
-		providers = rt.region.Countries[msg.To.Country].Providers
-	}
-	providers = p.usable(providers)
 	item := route.Item{
 		Req: provider.SendRequest{
 			MessageID:      msg.ID,

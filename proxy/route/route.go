@@ -9,6 +9,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -52,6 +53,15 @@ type Error struct {
 	Message string
 	// Err is the underlying cause, if any.
 	Err error
+}
+
+// CodeOf returns the code of an *Error in err's chain, or "" when there is none.
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
 }
 
 // Error returns the code and the sentence.

@@ -87,9 +87,9 @@ func newGroupCommitter(tx batchTx, runSet setRunner, ended func(bool), maxBatch 
 	return g
 }
 
-// submit queues fn and waits until the transaction holding it has committed or failed. When ctx
-// ends after fn was queued, submit returns ctx's error at once; fn is skipped if the writer has not
-// started it yet, but may still commit if it has.
+// submit queues fn and waits until the transaction holding it has committed or failed, so that its
+// answer is definitive. ctx bounds the wait for a place in the queue; once queued, fn is skipped
+// (and ctx's error returned) only if ctx ended before its batch began.
 func (g *groupCommitter) submit(ctx context.Context, fn func() error) error {
 	return g.enqueue(&writeOp{ctx: ctx, fn: fn})
 }
@@ -117,12 +117,10 @@ func (g *groupCommitter) enqueue(op *writeOp) error {
 		g.mu.RUnlock()
 		return ctx.Err()
 	}
-	select {
-	case err := <-op.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// Once queued, the operation's outcome is what the caller must report: returning early on ctx
+	// would answer "failed" for a write that may still commit. The writer skips an operation whose
+	// ctx ended before its batch began, and that skip comes back here as ctx's error.
+	return <-op.done
 }
 
 // close stops accepting operations, lets the writer commit everything already queued and waits for it.

@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsproxy/smsproxy/plugins/provider"
+	"github.com/smsproxy/smsproxy/proxy/route"
+	"github.com/smsproxy/smsproxy/proxy/store"
+)
+
+// countingSender accepts everything and counts sends per message.
+type countingSender struct {
+	mu    sync.Mutex
+	sends map[string]int
+}
+
+func (f *countingSender) Send(_ context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]provider.SendResult, len(reqs))
+	for i, r := range reqs {
+		f.sends[r.MessageID]++
+		out[i] = provider.SendResult{MessageID: r.MessageID, Accepted: true, ProviderMessageID: "p-" + r.MessageID}
+	}
+	return out, nil
+}
+
+func (f *countingSender) count(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sends[id]
+}
+
+// outboxStore is the part of the store the sweeper uses, in memory.
+type outboxStore struct {
+	messageStore
+	mu     sync.Mutex
+	rows   []store.OutboxItem
+	onRead func() // runs once, after the next page is read
+	sent   []string
+	failed []store.Failed
+}
+
+func (s *outboxStore) PendingOutbox(_ context.Context, _ int, after string) ([]store.OutboxItem, error) {
+	s.mu.Lock()
+	var out []store.OutboxItem
+	for _, r := range s.rows {
+		if r.MessageID > after {
+			out = append(out, r)
+		}
+	}
+	hook := s.onRead
+	s.onRead = nil
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return out, nil
+}
+
+func (s *outboxStore) remove(id string) {
+	s.rows = slices.DeleteFunc(s.rows, func(r store.OutboxItem) bool { return r.MessageID == id })
+}
+
+func (s *outboxStore) RecordSent(_ context.Context, sent []store.Sent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range sent {
+		s.sent = append(s.sent, x.MessageID)
+		s.remove(x.MessageID)
+	}
+	return nil
+}
+
+func (s *outboxStore) RecordFailed(_ context.Context, failed []store.Failed) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range failed {
+		s.failed = append(s.failed, f)
+		s.remove(f.MessageID)
+	}
+	return nil
+}
+
+func (s *outboxStore) RecordRetry(context.Context, string, int, time.Time, string) error { return nil }
+
+func (s *outboxStore) sentCount(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, x := range s.sent {
+		if x == id {
+			n++
+		}
+	}
+	return n
+}
+
+func outboxRow(id, country string) store.OutboxItem {
+	b, _ := json.Marshal(outboxPayload{Req: provider.SendRequest{MessageID: id, IdempotencyKey: id, To: "+6591234567", Country: country}})
+	return store.OutboxItem{MessageID: id, Payload: b}
+}
+
+// newTestOutbound is an outbound with one provider "a" serving SG and nothing serving XX.
+func newTestOutbound(t *testing.T, st *outboxStore, snd *countingSender) *outbound {
+	t.Helper()
+	p := &Proxy{log: slog.New(slog.DiscardHandler), store: st}
+	o := &outbound{p: p, plugins: map[string]*provider.Plugin{"a": nil}, inFlight: map[string]struct{}{}}
+	p.out = o
+	r, err := route.New(route.Config{Providers: map[string]route.Sender{"a": snd}, Countries: map[string][]string{"SG": {"a"}}, Logger: p.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.router = r
+	if o.dispatcher, err = route.NewDispatcher(r, route.DispatcherConfig{Recorder: o, Logger: p.log}); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// TestSweepSkipsWhatFinishedMeanwhile reads an outbox page while a message is in flight and lets that
+// message finish before the sweeper checks it: the sweeper must not send it again.
+func TestSweepSkipsWhatFinishedMeanwhile(t *testing.T) {
+	st := &outboxStore{rows: []store.OutboxItem{outboxRow("m1", "SG")}}
+	snd := &countingSender{sends: map[string]int{}}
+	o := newTestOutbound(t, st, snd)
+	item := route.Item{Req: provider.SendRequest{MessageID: "m1", IdempotencyKey: "m1", Country: "SG"}, Country: "SG", Providers: []string{"a"}}
+	o.p.dispatch(item) // in flight when the sweeper reads its page
+	st.onRead = func() {
+		for st.sentCount("m1") == 0 { // finished after the read, before the check
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := o.drainOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := snd.count("m1"); n != 1 {
+		t.Errorf("m1 was sent %d times, want 1", n)
+	}
+	if n := st.sentCount("m1"); n != 1 {
+		t.Errorf("m1 was recorded sent %d times, want 1", n)
+	}
+}
+
+// TestSweepFailsUnroutableRows puts a row no provider serves before a good one: the first fails with
+// no_route and the second still goes out.
+func TestSweepFailsUnroutableRows(t *testing.T) {
+	st := &outboxStore{rows: []store.OutboxItem{outboxRow("m1", "XX"), outboxRow("m2", "SG")}}
+	snd := &countingSender{sends: map[string]int{}}
+	o := newTestOutbound(t, st, snd)
+	if err := o.drainOutbox(context.Background()); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if err := o.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if snd.count("m2") != 1 {
+		t.Errorf("m2 was sent %d times, want 1", snd.count("m2"))
+	}
+	if len(st.failed) != 1 || st.failed[0].MessageID != "m1" || st.failed[0].Code != route.CodeNoRoute {
+		t.Errorf("failed = %+v, want m1 with %s", st.failed, route.CodeNoRoute)
+	}
+}
