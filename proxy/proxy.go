@@ -257,9 +257,14 @@ func (p *Proxy) Run(ctx context.Context, ln net.Listener) error {
 	if serr := p.front.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
-	p.out.close(shutdownCtx)
+	// The receipt streams and the sweeper stop before the plugins do (a receipt not acknowledged now
+	// comes again after the restart); the dispatcher then drains on a budget of its own, so that a slow
+	// front cannot leave it none.
 	stopBackground()
 	wg.Wait()
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), p.cfg.ShutdownTimeout.D())
+	defer cancelDrain()
+	p.out.close(drainCtx)
 	p.shadow.close()
 	if cerr := p.store.Close(); cerr != nil && err == nil {
 		err = cerr
