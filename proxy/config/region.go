@@ -69,6 +69,13 @@ type regionFile struct {
 	GDPR             *gdprSpec                        `yaml:"gdpr"`
 	Content          *contentSpec                     `yaml:"content"`
 	Masking          *maskingSpec                     `yaml:"masking"`
+	// Retention says how long records are kept: default and per message category, each at least 365d.
+	Retention *retentionSpec `yaml:"retention"`
+}
+
+type retentionSpec struct {
+	Default     string            `yaml:"default" json:"default,omitempty"`
+	PerCategory map[string]string `yaml:"per_category" json:"per_category,omitempty"`
 }
 
 type limitSpec struct {
@@ -280,6 +287,23 @@ func LoadRegion(fsys fs.FS, name string) (*Region, error) {
 		}
 		reg.Countries[code] = c
 	}
+	if r := rf.Retention; r != nil {
+		check := func(key, v string) {
+			if d, err := ParseDuration(v); err != nil || d < MinRetention {
+				add(regionPath, key, "must be a duration of at least 365d (one year), got %q", v)
+			}
+		}
+		if r.Default != "" {
+			check("retention.default", r.Default)
+		}
+		for cat, v := range r.PerCategory {
+			if _, err := sms.ParseCategory(cat); err != nil {
+				add(regionPath, "retention.per_category."+cat, "%q is not a category", cat)
+				continue
+			}
+			check("retention.per_category."+cat, v)
+		}
+	}
 	for lname, l := range rf.Limits {
 		key := "limits." + lname
 		if !limitNames[lname] {
@@ -335,7 +359,7 @@ func LoadRegion(fsys fs.FS, name string) (*Region, error) {
 		"senders":            orEmpty(rf.Senders),
 		"generic_sender_ids": upperSet(rf.GenericSenderIDs),
 	}
-	for k, v := range map[string]any{"us_10dlc": rf.US10DLC, "opt_out": rf.OptOut, "gdpr": rf.GDPR, "content": rf.Content, "masking": rf.Masking} {
+	for k, v := range map[string]any{"us_10dlc": rf.US10DLC, "opt_out": rf.OptOut, "gdpr": rf.GDPR, "content": rf.Content, "masking": rf.Masking, "retention": rf.Retention} {
 		if !reflect.ValueOf(v).IsNil() {
 			doc[k] = v
 		}

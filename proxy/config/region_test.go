@@ -114,3 +114,29 @@ func TestComplianceKeysErrorsNameFileAndKey(t *testing.T) {
 		t.Fatalf("base region: %v", err)
 	}
 }
+
+func TestRegionRetention(t *testing.T) {
+	base := "region: x\nproviders:\n  sim: {plugin: simulator}\ncountries:\n  SG: {providers: [sim]}\n"
+	good := base + "retention:\n  default: 400d\n  per_category: {otp: 365d, transaction: 2555d}\n"
+	r, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(good)}}, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ret, ok := r.Data["retention"].(map[string]any)
+	if !ok || ret["default"] != "400d" {
+		t.Fatalf("policy data retention = %v", r.Data["retention"])
+	}
+	cases := []struct{ yaml, want string }{
+		{"retention:\n  default: 30d\n", `x/region.yaml: retention.default: must be a duration of at least 365d`},
+		{"retention:\n  per_category: {otp: 364d}\n", `retention.per_category.otp: must be a duration of at least 365d`},
+		{"retention:\n  per_category: {promo: 400d}\n", `retention.per_category.promo: "promo" is not a category`},
+		{"retention:\n  default: forever\n", `retention.default`},
+		{"retention:\n  keep: 400d\n", `unknown key keep`},
+	}
+	for _, c := range cases {
+		_, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(base + c.yaml)}}, "x")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}
