@@ -147,3 +147,56 @@ func BenchmarkApplyReceipt(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAcceptSealed is BenchmarkAccept with a real recipient: the caller fetches the subject
+// key (a cache hit after the first), seals the payload, and the writer seals the personal part.
+func BenchmarkAcceptSealed(b *testing.B) {
+	for _, callers := range []int{16, 128} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			p := openT(b, freshSchema(b), Options{CheckpointEvery: -1, CheckpointInterval: -1})
+			ctx := context.Background()
+			msgs := make([]store.Accepted, b.N)
+			for i := range msgs {
+				msgs[i] = benchMessage(fmt.Sprintf("m-%09d", i))
+				msgs[i].ToHash = ""
+				msgs[i].To = fmt.Sprintf("+6591%06d", i%1000)
+				msgs[i].Personal = []byte(`{"to":"` + msgs[i].To + `","body":"Your PayCo code is 482913."}`)
+			}
+			before := p.Commits()
+			b.ResetTimer()
+			d := parallel(b, b.N, callers, func(i int) error {
+				_, err := p.Accept(ctx, msgs[i])
+				return err
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+			b.ReportMetric(float64(b.N)/float64(max(p.Commits()-before, 1)), "ops/commit")
+		})
+	}
+}
+
+// BenchmarkVerifyAudit verifies a trail of 100,000 sealed message events per iteration.
+func BenchmarkVerifyAudit(b *testing.B) {
+	const records = 100_000
+	p := openT(b, freshSchema(b), Options{CheckpointEvery: -1, CheckpointInterval: -1})
+	ctx := context.Background()
+	parallel(b, records, 128, func(i int) error {
+		a := benchMessage(fmt.Sprintf("v-%09d", i))
+		a.ToHash, a.To = "", fmt.Sprintf("+6591%06d", i%1000)
+		a.Personal = []byte(`{"to":"` + a.To + `"}`)
+		_, err := p.Accept(ctx, a)
+		return err
+	})
+	if _, err := p.WriteCheckpoint(ctx, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		rep, err := p.VerifyAudit(ctx, nil)
+		if err != nil || !rep.OK() || rep.Records != records {
+			b.Fatalf("VerifyAudit = %+v, %v", rep, err)
+		}
+	}
+	b.ReportMetric(float64(records*b.N)/time.Since(start).Seconds(), "records/s")
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/sms"
-	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
 const (
@@ -74,11 +73,11 @@ func readPending(br pgx.BatchResults) (audit.Head, []pendingEvent, error) {
 
 // links is a batch's pending events linked into the chain, as qMovePending's arrays.
 type links struct {
-	ids, seqs        []int64
-	sealed           [][]byte
-	refs             []string
-	prev, hash       [][]byte
-	head             audit.Head
+	ids, seqs  []int64
+	sealed     [][]byte
+	refs       []string
+	prev, hash [][]byte
+	head       audit.Head
 }
 
 // link chains pending after head, in order, sealing the personal part of tagged events.
@@ -314,5 +313,3 @@ func scanSeqNumbers(rows pgx.Rows) ([]int64, []string, error) {
 	}
 	return seqs, numbers, rows.Err()
 }
-
-var _ = store.ErrClosed

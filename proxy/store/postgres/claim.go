@@ -44,7 +44,7 @@ const qClaim = `WITH c AS (
 )
 UPDATE outbox o SET claimed_by = $1, claimed_until = ` + dbNow + ` + $4
 FROM c WHERE o.message_id = c.message_id
-RETURNING o.message_id, o.payload, o.attempts, o.created_at, o.next_attempt_at`
+RETURNING o.message_id, o.payload, o.attempts, o.created_at, o.next_attempt_at, o.subject_ref`
 
 // ClaimOutbox claims for owner up to limit outbox rows whose next attempt is due (by this
 // process's clock, the one RecordRetry's times come from), in message id order, and returns them.
@@ -72,9 +72,12 @@ func (p *Postgres) ClaimOutbox(ctx context.Context, owner string, limit int, lea
 	if err != nil {
 		return nil, fmt.Errorf("store: claim outbox: %w", err)
 	}
-	items, err := scanOutbox(rows)
+	items, refs, err := scanOutbox(rows)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim outbox: %w", err)
+	}
+	if items, err = p.openOutbox(ctx, items, refs); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(items, func(a, b store.OutboxItem) int { return strings.Compare(a.MessageID, b.MessageID) })
 	return items, nil

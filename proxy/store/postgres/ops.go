@@ -102,6 +102,9 @@ WHERE app = $2 AND idempotency_key = $3 AND NOT EXISTS (SELECT 1 FROM ins)`
 // earlier message is returned with Duplicate set if its request hash is the same, and an
 // *store.Error with code "idempotency_conflict" is returned if it differs. An id already in use
 // gives code "duplicate_id". Two replicas accepting the same key at once get the same answers.
+// With a.To set, to_hash is its lookup hash, the outbox payload is sealed under the recipient's
+// subject key (created on first use, here on the caller's goroutine) and a.Personal is sealed into
+// the audit event once its seq is known; neither a.To nor a.Personal is stored in plain text.
 func (p *Postgres) Accept(ctx context.Context, a store.Accepted) (store.AcceptResult, error) {
 	if a.ID == "" || a.App == "" {
 		return store.AcceptResult{}, invalid("a message needs an id and an app")

@@ -9,10 +9,16 @@
 //     write is one statement that uses ON CONFLICT or locks the message row it changes (FOR UPDATE),
 //     so two replicas racing on the same message or key give the same outcomes as one would.
 //   - Writes are still grouped: writer goroutines (two by default) send the operations queued at
-//     that moment as one pipelined batch (one round trip, one implicit transaction, one commit). An
-//     operation whose statement fails is taken out and the rest of the batch is sent again, so a
-//     failing operation fails alone; a deadlock or serialization failure with another replica's
-//     batch sends the whole batch again.
+//     that moment as one transaction in two pipelined round trips, with one commit. An operation
+//     whose statement fails is taken out and the rest of the batch is sent again, so a failing
+//     operation fails alone; a deadlock or serialization failure with another replica's batch
+//     sends the whole batch again.
+//   - The audit trail is one hash chain for every writer of every replica (store.AuditTrail). Each
+//     batch's events are linked at the end of its transaction under the lock of the single
+//     chain_head row, so the chain's order is the commit order and a batch that rolls back leaves
+//     the head as it was; the head's lock is held only for the last round trip and the commit.
+//     Personal fields are sealed under per-subject keys (fetched on the caller's goroutine) and
+//     opt-outs and consents hold numbers only as lookup hashes and masked forms.
 //   - The outbox can be shared: ClaimOutbox hands a row to one replica at a time under a lease,
 //     while PendingOutbox keeps listing every row as the Store contract says.
 //

@@ -9,9 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/store"
 	"github.com/smsproxy/smsproxy/proxy/store/storetest"
 )
@@ -77,7 +79,20 @@ func withSearchPath(tb testing.TB, dsn, schema string) string {
 	return dsn + " search_path=" + schema
 }
 
+// testKeys is the keyring every test store shares unless a test sets its own: replicas of one
+// region share one, as their lookup hashes and checkpoints must agree.
+var testKeys = func() *audit.Keyring {
+	kr, err := audit.GenerateKeyring("test", time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return kr
+}()
+
 func factory(opts Options) storetest.Factory {
+	if opts.Audit == nil {
+		opts.Audit = testKeys
+	}
 	return func(t *testing.T) storetest.Opener {
 		dsn := freshSchema(t)
 		return func(ctx context.Context) (store.Store, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -20,7 +21,7 @@ const (
  FROM audit_events WHERE message_id = $1
  AND kind IN ('message.accepted', 'message.sent', 'message.failed', 'message.delivered', 'message.undeliverable')
  ORDER BY seq`
-	qPending = `SELECT message_id, payload, attempts, created_at, next_attempt_at FROM outbox
+	qPending = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref FROM outbox
  WHERE message_id > $1 ORDER BY message_id LIMIT $2`
 	qAudit = `SELECT seq, at, kind, COALESCE(message_id, ''), app, data::text FROM audit_events
  WHERE seq > $1 ORDER BY seq LIMIT $2`
@@ -159,34 +160,68 @@ func (p *Postgres) PendingOutbox(ctx context.Context, limit int, after string) (
 	if err != nil {
 		return nil, fmt.Errorf("store: pending outbox: %w", err)
 	}
-	items, err := scanOutbox(rows)
+	items, refs, err := scanOutbox(rows)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending outbox: %w", err)
 	}
-	return items, nil
+	return p.openOutbox(ctx, items, refs)
 }
 
-// scanOutbox reads rows of (message_id, payload, attempts, created_at, next_attempt_at) and closes them.
-func scanOutbox(rows pgx.Rows) ([]store.OutboxItem, error) {
+// openOutbox opens the sealed payloads of items (refs[i] is item i's subject, "" when not sealed),
+// fails the messages whose payload cannot be opened any more (code "subject_erased" after an
+// erasure, "outbox_corrupt" when it does not authenticate) and returns the others.
+func (p *Postgres) openOutbox(ctx context.Context, items []store.OutboxItem, refs []string) ([]store.OutboxItem, error) {
+	out := items[:0]
+	var failed []store.Failed
+	for i, it := range items {
+		if refs[i] != "" {
+			pl, err := p.tr.sealer.Open(ctx, refs[i], it.Payload, outboxAAD(it.MessageID))
+			switch audit.CodeOf(err) {
+			case "":
+				it.Payload = pl
+			case audit.CodeSubjectErased:
+				failed = append(failed, store.Failed{MessageID: it.MessageID, Code: store.CodeSubjectErased, Attempts: it.Attempts})
+				continue
+			case audit.CodeSealedInvalid:
+				failed = append(failed, store.Failed{MessageID: it.MessageID, Code: store.CodeOutboxCorrupt, Attempts: it.Attempts})
+				continue
+			default: // the keyring lacks a data key, or the key table is unreadable: nothing to fail
+				return nil, fmt.Errorf("store: outbox: %w", err)
+			}
+		}
+		out = append(out, it)
+	}
+	if len(failed) > 0 {
+		if err := p.RecordFailed(ctx, failed); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("store: outbox: fail unopenable payloads: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// scanOutbox reads rows of (message_id, payload, attempts, created_at, next_attempt_at,
+// subject_ref) and closes them; it returns the items and their subjects.
+func scanOutbox(rows pgx.Rows) ([]store.OutboxItem, []string, error) {
 	defer rows.Close()
 	var items []store.OutboxItem
+	var refs []string
 	for rows.Next() {
 		var it store.OutboxItem
 		var created, next int64
-		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next); err != nil {
-			return nil, err
+		var ref string
+		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref); err != nil {
+			return nil, nil, err
 		}
 		it.CreatedAt, it.NextAttemptAt = fromNanos(created), fromNanos(next)
-		items = append(items, it)
+		items, refs = append(items, it), append(refs, ref)
 	}
-	return items, rows.Err()
+	return items, refs, rows.Err()
 }
 
 // Audit lists up to limit audit events whose sequence number is greater than after, oldest first.
 //
-// With several replicas writing, sequence numbers are handed out before commit, so an event with a
-// lower number may become visible after one with a higher number: a reader that must see every
-// event pages a little behind the newest one.
+// Sequence numbers are handed out under the chain head's lock as each batch commits, so events
+// become visible in seq order, whichever replica wrote them.
 func (p *Postgres) Audit(ctx context.Context, after int64, limit int) ([]store.AuditEvent, error) {
 	if p.closed.Load() {
 		return nil, store.ErrClosed

@@ -21,6 +21,9 @@ func openT(t testing.TB, dsn string, opts Options) *Postgres {
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
+	if opts.Audit == nil {
+		opts.Audit = testKeys
+	}
 	p, err := Open(bgt, dsn, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -84,7 +87,7 @@ func TestMigrateOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			stores[i], errs[i] = Open(bgt, dsn, Options{Logger: quiet, MaxConns: 2, Writers: 1})
+			stores[i], errs[i] = Open(bgt, dsn, Options{Logger: quiet, MaxConns: 2, Writers: 1, Audit: testKeys})
 		}()
 	}
 	wg.Wait()

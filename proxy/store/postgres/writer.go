@@ -105,12 +105,9 @@ func (w *writer) submitOp(ctx context.Context, op *writeOp) error {
 		w.mu.RUnlock()
 		return ctx.Err()
 	}
-	select {
-	case err := <-op.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// Once queued, the operation's outcome is what the caller must report: returning early on ctx
+	// would answer "failed" for a write that may still commit.
+	return <-op.done
 }
 
 // close stops accepting operations, lets the writer commit everything already queued and waits.
