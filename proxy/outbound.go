@@ -33,7 +33,7 @@ type outbound struct {
 	// sweep's page may list a row that was in flight when read and is finished by the time it is
 	// checked, and such a row must not be handed over again.
 	finished map[string]struct{}
-	backlog  atomic.Bool         // the outbox holds messages nobody dispatches
+	backlog  atomic.Bool // the outbox holds messages nobody dispatches
 }
 
 // newOutbound starts every provider plugin of the region and builds the dispatcher over them.
