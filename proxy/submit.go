@@ -26,11 +26,12 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	rt := p.runtime()
 
 	// A repeated Idempotency-Key gets the original answer, whatever the policy or limits say now.
+	reqHash := requestHash(d)
 	if d.IdempotencyKey != "" {
 		if prev, ok, err := p.store.FindIdempotent(ctx, app, d.IdempotencyKey); err != nil {
 			return sms.Accepted{}, unavailable("store_unavailable", err)
 		} else if ok {
-			if prev.RequestHash != requestHash(d) {
+			if prev.RequestHash != reqHash {
 				return sms.Accepted{}, conflict()
 			}
 			return replay(prev), nil
@@ -117,7 +118,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		ID:             msg.ID,
 		App:            app,
 		IdempotencyKey: msg.IdempotencyKey,
-		RequestHash:    requestHash(d),
+		RequestHash:    reqHash,
 		ToMasked:       mask(masks["to"], msg.To.E164),
 		To:             msg.To.E164,
 		Personal:       personalJSON(&msg),

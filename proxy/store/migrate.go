@@ -12,41 +12,41 @@ import (
 	"time"
 )
 
-// migration is one numbered schema change read from an embedded directory.
-type migration struct {
-	version int
-	name    string
-	sql     string
+// Migration is one numbered schema change read from an embedded directory. Both backends (SQLite here,
+// PostgreSQL in package postgres) read theirs with LoadMigrations and apply them in their own way.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
 }
 
-// loadMigrations reads the files named NNNN_name.sql in dir of fsys, in version order. Versions
+// LoadMigrations reads the files named NNNN_name.sql in dir of fsys, in version order. Versions
 // must start at 1 and have no gaps, so that a missing file is caught at build time by the tests.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
-	var ms []migration
+	var ms []Migration
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
 			continue
 		}
-		base := strings.TrimSuffix(e.Name(), ".sql")
-		num, name, ok := strings.Cut(base, "_")
+		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
+		if !ok || err != nil || v <= 0 || name == "" {
 			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", e.Name())
 		}
 		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+		ms = append(ms, Migration{Version: v, Name: name, SQL: string(b)})
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s) is out of sequence: want version %d", m.version, m.name, i+1)
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("migration %d (%s) is out of sequence: want version %d", m.Version, m.Name, i+1)
 		}
 	}
 	return ms, nil
@@ -54,7 +54,7 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 
 // migrate applies the migrations the database has not seen yet, each in its own transaction, and
 // records them in schema_migrations. A database with a version newer than the code knows is refused.
-func migrate(ctx context.Context, conn *sql.Conn, ms []migration) (applied int, err error) {
+func migrate(ctx context.Context, conn *sql.Conn, ms []Migration) (applied int, err error) {
 	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER NOT NULL PRIMARY KEY,
     name       TEXT    NOT NULL,
@@ -73,14 +73,14 @@ func migrate(ctx context.Context, conn *sql.Conn, ms []migration) (applied int, 
 	}
 	for _, m := range ms[current:] {
 		if err := applyMigration(ctx, conn, m); err != nil {
-			return applied, &Error{Code: CodeMigrationFailed, Message: fmt.Sprintf("migration %04d_%s: %v", m.version, m.name, err)}
+			return applied, &Error{Code: CodeMigrationFailed, Message: fmt.Sprintf("migration %04d_%s: %v", m.Version, m.Name, err)}
 		}
 		applied++
 	}
 	return applied, nil
 }
 
-func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (err error) {
+func applyMigration(ctx context.Context, conn *sql.Conn, m Migration) (err error) {
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -89,11 +89,11 @@ func applyMigration(ctx context.Context, conn *sql.Conn, m migration) (err error
 			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
-	if _, err := conn.ExecContext(ctx, m.sql); err != nil {
+	if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
 		return err
 	}
 	if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, time.Now().UnixNano()); err != nil {
+		m.Version, m.Name, time.Now().UnixNano()); err != nil {
 		return err
 	}
 	_, err = conn.ExecContext(ctx, "COMMIT")

@@ -146,7 +146,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || strings.Contains(path, ":memory:") {
 		return nil, &Error{Code: CodeInvalidArgument, Message: "the database path must be a plain file path"}
 	}
-	ms, err := loadMigrations(sqliteMigrations, "migrations/sqlite")
+	ms, err := LoadMigrations(sqliteMigrations, "migrations/sqlite")
 	if err != nil {
 		return nil, &Error{Code: CodeMigrationFailed, Message: err.Error()}
 	}

@@ -169,7 +169,7 @@ func TestMigrations(t *testing.T) {
 
 	// Reopening applies nothing again and keeps the data.
 	s = openTest(t, path, Options{})
-	ms, err := loadMigrations(sqliteMigrations, "migrations/sqlite")
+	ms, err := LoadMigrations(sqliteMigrations, "migrations/sqlite")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +191,8 @@ func TestMigrations(t *testing.T) {
 }
 
 func TestLoadMigrationsRejectsGaps(t *testing.T) {
-	ms, err := loadMigrations(sqliteMigrations, "migrations/sqlite")
-	if err != nil || len(ms) == 0 || ms[0].version != 1 {
+	ms, err := LoadMigrations(sqliteMigrations, "migrations/sqlite")
+	if err != nil || len(ms) == 0 || ms[0].Version != 1 {
 		t.Fatalf("embedded migrations = %d, %v", len(ms), err)
 	}
 	for _, tc := range []struct {
@@ -205,7 +205,7 @@ func TestLoadMigrationsRejectsGaps(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := fstestMap(tc.files)
-			if _, err := loadMigrations(fsys, "m"); err == nil {
+			if _, err := LoadMigrations(fsys, "m"); err == nil {
 				t.Fatal("loadMigrations accepted a broken set")
 			}
 		})

@@ -103,13 +103,12 @@ func start(t *testing.T, dir, addr, receiptDelay string) *instance {
 	return startWith(t, dir, addr, receiptDelay, "")
 }
 
-// startWith is start with extra lines of config.
-func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
+// startConfigured runs smsproxy with the config file at cfgPath and waits until /readyz answers.
+func startConfigured(t *testing.T, dir, addr, cfgPath string) *instance {
 	t.Helper()
-	cfgPath := writeConfig(t, dir, addr, receiptDelay, extra)
 	in := &instance{t: t, dir: dir, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
 	in.cmd = exec.Command(binary, "serve", "-config", cfgPath)
-	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey, "SMSPROXY_E2E_OTHER_KEY="+otherKey)
+	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey, "SMSPROXY_E2E_OTHER_KEY="+otherKey, "SMSPROXY_E2E_ADMIN_KEY="+adminKey)
 	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,8 +127,7 @@ func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
 			t.Fatalf("smsproxy exited during start-up: %v\n%s", in.waitErr, in.logs.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return in
@@ -139,6 +137,12 @@ func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
 	}
 	t.Fatalf("smsproxy not ready after 30s:\n%s", in.logs.String())
 	return nil
+}
+
+// startWith is start with extra lines of config.
+func startWith(t *testing.T, dir, addr, receiptDelay, extra string) *instance {
+	t.Helper()
+	return startConfigured(t, dir, addr, writeConfig(t, dir, addr, receiptDelay, extra))
 }
 
 func (in *instance) kill() {

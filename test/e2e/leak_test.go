@@ -73,42 +73,6 @@ func scanLeaks(where string, data []byte) []string {
 	return hits
 }
 
-// startConfigured runs smsproxy with the config file at cfgPath and waits until /readyz answers.
-func startConfigured(t *testing.T, dir, addr, cfgPath string) *instance {
-	t.Helper()
-	in := &instance{t: t, dir: dir, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
-	in.cmd = exec.Command(binary, "serve", "-config", cfgPath)
-	in.cmd.Env = append(os.Environ(), "SMSPROXY_E2E_KEY="+apiKey, "SMSPROXY_E2E_OTHER_KEY="+otherKey, "SMSPROXY_E2E_ADMIN_KEY="+adminKey)
-	in.cmd.Stdout, in.cmd.Stderr = in.logs, in.logs
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.waitErr = in.cmd.Wait(); close(in.exited) }()
-	t.Cleanup(func() {
-		in.kill()
-		if t.Failed() {
-			t.Logf("smsproxy output:\n%s", in.logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-in.exited:
-			t.Fatalf("smsproxy exited during start-up: %v\n%s", in.waitErr, in.logs.String())
-		default:
-		}
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return in
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("smsproxy not ready after 30s:\n%s", in.logs.String())
-	return nil
-}
-
 // exchange is one HTTP request and its raw answer.
 type exchange struct {
 	name   string

@@ -169,7 +169,7 @@ func TestAuditCheckpointer(t *testing.T) {
 // chains the events and hashes the numbers, which keep their effect.
 func TestLegacyTrailChained(t *testing.T) {
 	dsn := freshSchema(t)
-	ms, err := loadMigrations(migrationFiles, "migrations")
+	ms, err := store.LoadMigrations(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}

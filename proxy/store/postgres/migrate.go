@@ -4,11 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,45 +15,6 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one numbered schema change read from an embedded directory.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the files named NNNN_name.sql in dir of fsys, in version order. Versions
-// must start at 1 and have no gaps, so that a missing file is caught by the tests.
-func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 || name == "" {
-			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", e.Name())
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %d (%s) is out of sequence: want version %d", m.version, m.name, i+1)
-		}
-	}
-	return ms, nil
-}
-
 // migrationLock is the advisory lock key of the schema's migrations: one per schema, so that
 // replicas starting together migrate a schema once while tests in other schemas go on.
 const migrationLock = `SELECT pg_advisory_xact_lock(hashtext('smsproxy.migrate.' || COALESCE(current_schema(), '')))`
@@ -66,7 +22,7 @@ const migrationLock = `SELECT pg_advisory_xact_lock(hashtext('smsproxy.migrate.'
 // migrate applies the migrations the database has not seen yet, all in one transaction that holds
 // the schema's advisory lock, and records them in schema_migrations. A database with a version
 // newer than the build knows is refused with code "schema_too_new".
-func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) (applied int, err error) {
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []store.Migration) (applied int, err error) {
 	fail := func(what string, err error) (int, error) {
 		return 0, &store.Error{Code: store.CodeMigrationFailed, Message: what + ": " + err.Error()}
 	}
@@ -96,7 +52,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) (applied i
 	}
 	for _, m := range ms[current:] {
 		if err := applyMigration(ctx, tx, m); err != nil {
-			return fail(fmt.Sprintf("migration %04d_%s", m.version, m.name), err)
+			return fail(fmt.Sprintf("migration %04d_%s", m.Version, m.Name), err)
 		}
 		applied++
 	}
@@ -106,12 +62,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration) (applied i
 	return applied, nil
 }
 
-func applyMigration(ctx context.Context, tx pgx.Tx, m migration) error {
+func applyMigration(ctx context.Context, tx pgx.Tx, m store.Migration) error {
 	// Exec without arguments uses the simple protocol, which runs a file of several statements.
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, time.Now().UnixNano())
+		m.Version, m.Name, time.Now().UnixNano())
 	return err
 }

@@ -137,7 +137,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Postgres, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	ms, err := loadMigrations(migrationFiles, "migrations")
+	ms, err := store.LoadMigrations(migrationFiles, "migrations")
 	if err != nil {
 		return nil, &store.Error{Code: store.CodeMigrationFailed, Message: err.Error()}
 	}

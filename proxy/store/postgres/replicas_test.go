@@ -56,20 +56,20 @@ func TestLoadMigrations(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ms, err := loadMigrations(tc.fs, "m")
+			ms, err := store.LoadMigrations(tc.fs, "m")
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("loadMigrations error = %v, want error %v", err, tc.wantErr)
 			}
 			var got []int
 			for _, m := range ms {
-				got = append(got, m.version)
+				got = append(got, m.Version)
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Fatalf("versions = %v, want %v", got, tc.want)
 			}
 		})
 	}
-	ms, err := loadMigrations(migrationFiles, "migrations")
+	ms, err := store.LoadMigrations(migrationFiles, "migrations")
 	if err != nil || len(ms) == 0 {
 		t.Fatalf("embedded migrations: %d, %v", len(ms), err)
 	}
@@ -97,7 +97,7 @@ func TestMigrateOnce(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	ms, _ := loadMigrations(migrationFiles, "migrations")
+	ms, _ := store.LoadMigrations(migrationFiles, "migrations")
 	versions := func() string {
 		rows, err := stores[0].pool.Query(bgt, `SELECT version, applied_at FROM schema_migrations ORDER BY version`)
 		if err != nil {
