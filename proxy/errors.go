@@ -57,6 +57,12 @@ func conflict() *Error {
 	return &Error{Class: "conflict", Code: "idempotency_conflict", Message: "This Idempotency-Key was used for a different message."}
 }
 
+// inProgress answers a request that gave up waiting for an earlier request with the same
+// Idempotency-Key; retrying later replays that request's answer.
+func inProgress(err error) *Error {
+	return &Error{Class: "conflict", Code: "idempotency_key_in_use", Message: "A request with this Idempotency-Key is still being processed; retry shortly.", err: err}
+}
+
 func unavailable(code string, err error) *Error {
 	return &Error{Class: "unavailable", Code: code, Message: "The proxy cannot take the message now; retry with the same Idempotency-Key.", err: err}
 }

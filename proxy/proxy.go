@@ -79,6 +79,8 @@ type Proxy struct {
 	ready   atomic.Bool
 	keys    *audit.Keyring
 	admins  map[string]bool
+	// keyLocks holds each Idempotency-Key while its request is in Submit.
+	keyLocks keyLocks
 }
 
 // runtime is what a reload replaces at once: the region data and the templates built from it.

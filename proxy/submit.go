@@ -28,6 +28,11 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// A repeated Idempotency-Key gets the original answer, whatever the policy or limits say now.
 	reqHash := requestHash(d)
 	if d.IdempotencyKey != "" {
+		unlock, err := p.keyLocks.lock(ctx, app, d.IdempotencyKey)
+		if err != nil {
+			return sms.Accepted{}, inProgress(err)
+		}
+		defer unlock()
 		if prev, ok, err := p.store.FindIdempotent(ctx, app, d.IdempotencyKey); err != nil {
 			return sms.Accepted{}, unavailable("store_unavailable", err)
 		} else if ok {

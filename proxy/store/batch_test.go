@@ -316,7 +316,7 @@ func TestCheckpoint(t *testing.T) {
 	for _, tc := range []struct{ pragma, want string }{
 		{"wal_autocheckpoint", "16384"},
 		{"journal_size_limit", "67108864"},
-		{"cache_size", "-65536"},
+		{"cache_size", "-8192"},
 	} {
 		var got string
 		if err := s.wconn.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil || got != tc.want {

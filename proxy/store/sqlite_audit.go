@@ -27,6 +27,9 @@ const (
 
 var _ AuditTrail = (*SQLite)(nil)
 
+// qSubjectKey reads a subject's wrapped key.
+const qSubjectKey = `SELECT wrapped, key_id FROM subject_keys WHERE ref = ?`
+
 // outboxKind binds a sealed outbox payload to its message (audit.SealAAD with seq 0).
 const outboxKind = "outbox.payload"
 
@@ -328,7 +331,7 @@ func (k *sqliteSubjectKeys) Get(ctx context.Context, ref string) ([]byte, string
 	}
 	var wrapped []byte
 	var keyID string
-	err := k.s.rdb.QueryRowContext(ctx, `SELECT wrapped, key_id FROM subject_keys WHERE ref = ?`, ref).Scan(&wrapped, &keyID)
+	err := k.s.r.subjectKey.QueryRowContext(ctx, ref).Scan(&wrapped, &keyID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", audit.ErrNoSubjectKey
 	}

@@ -223,7 +223,10 @@ func (w *sqliteWriteStmts) queryChunks(q *func(int) string, n int, bind func(i i
 // sqliteReadStmts are prepared on the read-only pool.
 type sqliteReadStmts struct {
 	getMessage, getHistory, pending, correlate, count, audit, findIdempotent *sql.Stmt
-	all                                                                      []*sql.Stmt
+	// facts and subjectKey run for every recipient the proxy has not seen lately: prepared once,
+	// they cost no SQL parsing per message.
+	facts, subjectKey *sql.Stmt
+	all               []*sql.Stmt
 }
 
 func prepareSQLiteRead(ctx context.Context, db *sql.DB) (*sqliteReadStmts, error) {
@@ -234,6 +237,7 @@ func prepareSQLiteRead(ctx context.Context, db *sql.DB) (*sqliteReadStmts, error
 	}{
 		{&r.getMessage, qGetMessage}, {&r.getHistory, qGetHistory}, {&r.pending, qPending},
 		{&r.correlate, qCorrelate}, {&r.count, qCount}, {&r.audit, qAudit}, {&r.findIdempotent, qFindIdempotent},
+		{&r.facts, qRecipientFacts}, {&r.subjectKey, qSubjectKey},
 	} {
 		st, err := db.PrepareContext(ctx, p.q)
 		if err != nil {

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsproxy/smsproxy/plugins/provider"
+	"github.com/smsproxy/smsproxy/proxy/audit"
+	"github.com/smsproxy/smsproxy/proxy/limit"
+	"github.com/smsproxy/smsproxy/proxy/route"
+	"github.com/smsproxy/smsproxy/proxy/sms"
+	"github.com/smsproxy/smsproxy/proxy/store"
+)
+
+// submitProxy is a proxy with the embedded dev region and policy pack, a real SQLite store and
+// limiter, and a fake "simulator" provider that counts what it is sent.
+func submitProxy(t *testing.T) (*Proxy, *countingSender) {
+	t.Helper()
+	p := reloadProxy(t, "", nil)
+	kr, err := audit.GenerateKeyring("dev", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "db"), store.Options{Audit: kr, Logger: p.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	p.store = st
+	p.facts = newRecipientFacts(st, 0)
+	if p.limiter, err = limit.New(1000); err != nil {
+		t.Fatal(err)
+	}
+	snd := &countingSender{sends: map[string]int{}}
+	o := &outbound{p: p, plugins: map[string]*provider.Plugin{"simulator": nil}, inFlight: map[string]struct{}{}}
+	p.out = o
+	if o.router, err = route.New(route.Config{Providers: map[string]route.Sender{"simulator": snd},
+		Countries: map[string][]string{"SG": {"simulator"}}, Logger: p.log}); err != nil {
+		t.Fatal(err)
+	}
+	if o.dispatcher, err = route.NewDispatcher(o.router, route.DispatcherConfig{Recorder: o, Logger: p.log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = o.dispatcher.Close(ctx)
+	})
+	return p, snd
+}
+
+// TestConcurrentIdempotentRetries sends one OTP eight times at once with the same Idempotency-Key,
+// as a client whose timeout is shorter than the proxy's answer would. The OTP's per-number limit
+// allows one code a minute, so a retry that reserved limits again would be answered 429: every
+// request must instead get the one message's answer, and the provider must see it once.
+func TestConcurrentIdempotentRetries(t *testing.T) {
+	p, snd := submitProxy(t)
+	d := sms.Draft{App: "dev", To: "+6591234567", From: "PAYLINK88", Category: "otp", DeviceID: "dev-1",
+		Template: &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}},
+		IdempotencyKey: "retry-1"}
+	const n = 8
+	var wg sync.WaitGroup
+	got := make([]sms.Accepted, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = p.Submit(context.Background(), "dev", d) })
+	}
+	wg.Wait()
+	first := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("request %d: %v", i, errs[i])
+		}
+		if got[i].ID != got[0].ID {
+			t.Errorf("request %d answered message %s, request 0 %s", i, got[i].ID, got[0].ID)
+		}
+		if !got[i].Duplicate {
+			first++
+		}
+	}
+	if first != 1 {
+		t.Errorf("%d requests were answered as the first; want 1", first)
+	}
+	for deadline := time.Now().Add(5 * time.Second); snd.count(got[0].ID) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := snd.count(got[0].ID); c != 1 {
+		t.Errorf("the provider was sent the message %d times; want 1", c)
+	}
+
+	// The same key with other content is still a conflict, and a new key is limited as before.
+	d2 := d
+	d2.Template = &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "111111"}}
+	if _, err := p.Submit(context.Background(), "dev", d2); codeOf(err) != "idempotency_conflict" {
+		t.Errorf("reused key with other content: %v; want idempotency_conflict", err)
+	}
+	d2.IdempotencyKey = "retry-2"
+	if _, err := p.Submit(context.Background(), "dev", d2); codeOf(err) != "otp_resend_too_soon" {
+		t.Errorf("second OTP within a minute: %v; want otp_resend_too_soon", err)
+	}
+}
+
+// TestKeyLockGivesUp checks that a request waiting for the same key gives up with its context and
+// that another app's identical key is not held up.
+func TestKeyLockGivesUp(t *testing.T) {
+	var k keyLocks
+	unlock, err := k.lock(context.Background(), "a", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := k.lock(ctx, "a", "k"); err == nil {
+		t.Fatal("a second holder of the same key got the lock")
+	}
+	other, err := k.lock(context.Background(), "b", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	unlock()
+	again, err := k.lock(context.Background(), "a", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again()
+}
+
+func codeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
