@@ -188,9 +188,11 @@ func (o *outbound) Sent(ctx context.Context, outcomes []route.Outcome) {
 	for _, oc := range outcomes {
 		switch {
 		case oc.Accepted:
-			sent = append(sent, store.Sent{MessageID: oc.MessageID, Provider: oc.Provider, ProviderMessageID: oc.ProviderMessageID, Attempts: oc.Attempt})
+			sent = append(sent, store.Sent{MessageID: oc.MessageID, Provider: oc.Provider, ProviderMessageID: oc.ProviderMessageID,
+				Attempts: oc.Attempt, PossibleDuplicate: oc.AfterAmbiguous})
 		case oc.Final:
-			failed = append(failed, store.Failed{MessageID: oc.MessageID, Provider: oc.Provider, Code: oc.Code, Attempts: oc.Attempt})
+			failed = append(failed, store.Failed{MessageID: oc.MessageID, Provider: oc.Provider, Code: oc.Code,
+				Attempts: oc.Attempt, MaybeDelivered: oc.AfterAmbiguous})
 		case !oc.RetryAt.IsZero():
 			if err := o.p.store.RecordRetry(ctx, oc.MessageID, oc.Attempt, oc.RetryAt, oc.Code); err != nil {
 				o.p.log.Error("cannot record a retry", "err", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +50,12 @@ type Outcome struct {
 	Attempt int
 	// RetryAt is set when the dispatcher scheduled another pass at that time.
 	RetryAt time.Time
+	// AfterAmbiguous is true when an earlier Send of the message to a provider other than Provider
+	// (to any provider, for an outcome of the dispatcher itself) ended without a known result, a
+	// timeout or a transport or protocol error, and that provider has not answered for the message
+	// since. That provider may have taken it: an acceptance is then a possible duplicate, and a
+	// failure may have reached the recipient anyway.
+	AfterAmbiguous bool
 }
 
 // Recorder learns every outcome. Sent is called from several goroutines at once, with the outcomes
@@ -80,6 +88,12 @@ type DispatcherConfig struct {
 	// MaxAttempts is the number of passes over the providers before a message fails for good with
 	// "no_provider_available"; 0 means 8.
 	MaxAttempts int
+	// MaxAmbiguous is how many Sends of a message in a row to one provider may end without a known
+	// result (a timeout, a transport or protocol error) before the message moves on to the next
+	// provider; 0 means 2, and 1 moves on at once. Until then each next pass sends it to the same
+	// provider with the same idempotency key, which that provider dedups, since another provider
+	// could deliver it a second time.
+	MaxAmbiguous int
 	// MinBackoff and MaxBackoff bound the delay before another pass; 0 means 1s and 5m. The delay
 	// doubles each pass and is jittered to between half of it and all of it.
 	MinBackoff, MaxBackoff time.Duration
@@ -92,8 +106,8 @@ func (c DispatcherConfig) Validate() error {
 	switch {
 	case c.Recorder == nil:
 		return &Error{Code: CodeInvalidConfig, Message: "a recorder is required"}
-	case c.QueueSize < 0, c.MaxBatch < 0, c.Workers < 0, c.MaxAttempts < 0:
-		return &Error{Code: CodeInvalidConfig, Message: "queue size, max batch, workers and max attempts must not be negative"}
+	case c.QueueSize < 0, c.MaxBatch < 0, c.Workers < 0, c.MaxAttempts < 0, c.MaxAmbiguous < 0:
+		return &Error{Code: CodeInvalidConfig, Message: "queue size, max batch, workers, max attempts and max ambiguous must not be negative"}
 	case c.MinBackoff < 0, c.MaxBackoff < 0:
 		return &Error{Code: CodeInvalidConfig, Message: "backoff must not be negative"}
 	case c.MaxBackoff != 0 && c.MinBackoff > c.MaxBackoff:
@@ -104,10 +118,14 @@ func (c DispatcherConfig) Validate() error {
 
 // Dispatcher sends messages to providers in batches. Each provider has its own queue and workers; a
 // worker takes whatever is queued, up to the batch cap, without waiting for more. A message goes to
-// the first provider of its route whose breaker lets it through; a send error, a timeout or a
-// retryable refusal moves it to the next provider; an acceptance or a refusal that is not retryable
-// is final. When a pass over the route ends without a provider, the message waits with exponential
-// backoff for another pass, up to MaxAttempts.
+// the first provider of its route whose breaker lets it through; an acceptance or a refusal that is
+// not retryable is final, and a retryable refusal, or a breaker that stops the send, moves it at
+// once to the next provider. A Send without a known result (a timeout, a transport or protocol
+// error) may have delivered the message, so the pass ends and the next one sends it to the same
+// provider with the same idempotency key; it moves on only once that provider's breaker is open or
+// MaxAmbiguous such Sends in a row failed, and its later outcomes then carry AfterAmbiguous. When a
+// pass over the route ends without a provider, the message waits with exponential backoff for
+// another pass, up to MaxAttempts.
 type Dispatcher struct {
 	router *Router
 	cfg    DispatcherConfig
@@ -137,6 +155,24 @@ type job struct {
 	cands   []string
 	next    int // index in cands of the provider to try next
 	attempt int // number of the current pass, from 1
+	// unsure counts the Sends in a row to cands[next] that ended without a known result; while it
+	// is above zero, the next pass starts with that provider rather than the first.
+	unsure int
+	// maybe lists the providers whose Send ended without a known result and which have not
+	// answered for the message since: they may have taken it.
+	maybe []string
+}
+
+// outcome returns an outcome of j at provider name, "" for the dispatcher itself.
+func (j *job) outcome(name string) Outcome {
+	o := Outcome{MessageID: j.item.Req.MessageID, Provider: name, Attempt: j.attempt}
+	for _, m := range j.maybe {
+		if m != name {
+			o.AfterAmbiguous = true
+			break
+		}
+	}
+	return o
 }
 
 // NewDispatcher validates cfg and starts the workers of every provider of r.
@@ -156,6 +192,7 @@ func NewDispatcher(r *Router, cfg DispatcherConfig) (*Dispatcher, error) {
 	def(&cfg.MaxBatch, 64)
 	def(&cfg.Workers, 4)
 	def(&cfg.MaxAttempts, 8)
+	def(&cfg.MaxAmbiguous, 2)
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -290,18 +327,31 @@ type retry struct {
 }
 
 // place decides where j goes from j.next: the first provider whose breaker is ready, else another
-// pass later, else a final failure.
+// pass later, else a final failure. A provider that is skipped cannot take the message, so the
+// message moves on from it even when its last Send had no known result.
 func (d *Dispatcher) place(j *job, p *plan) {
 	for ; j.next < len(j.cands); j.next++ {
 		if d.lanes[j.cands[j.next]].breaker.ready() {
 			p.pushes = append(p.pushes, j)
 			return
 		}
+		j.unsure = 0
 	}
-	o := Outcome{MessageID: j.item.Req.MessageID, Code: CodeNoProviderAvailable, Attempt: j.attempt}
+	d.endPass(j, p, "")
+}
+
+// endPass ends j's pass without a provider: another pass later, else a final failure. again names
+// the provider the next pass starts with when its last Send had no known result.
+func (d *Dispatcher) endPass(j *job, p *plan, again string) {
+	o := j.outcome("")
+	o.Code = CodeNoProviderAvailable
 	if j.attempt >= d.cfg.MaxAttempts {
 		o.Final = true
 		o.Message = fmt.Sprintf("no provider took the message in %d attempts", j.attempt)
+		if len(j.maybe) > 0 {
+			o.Message = fmt.Sprintf("no provider confirmed the message in %d attempts; %s may have taken it",
+				j.attempt, strings.Join(j.maybe, ", "))
+		}
 		p.outs = append(p.outs, o)
 		p.done++
 		return
@@ -309,8 +359,42 @@ func (d *Dispatcher) place(j *job, p *plan) {
 	delay := backoff(j.attempt, d.cfg.MinBackoff, d.cfg.MaxBackoff, d.rand())
 	o.RetryAt = d.router.clock.Now().Add(delay)
 	o.Message = fmt.Sprintf("no provider took the message; retrying in %s", delay.Round(time.Millisecond))
+	if again != "" {
+		o.Message = fmt.Sprintf("provider %s gave no known result; sending to it again in %s", again, delay.Round(time.Millisecond))
+	}
 	p.outs = append(p.outs, o)
 	p.retries = append(p.retries, retry{j, delay})
+}
+
+// ambiguous handles a Send of j to j.cands[j.next] that ended without a known result. The provider
+// may have taken the message, and only a resend to it with the same idempotency key is sure not to
+// deliver it twice: so the pass ends here and the next one starts with this provider, until
+// MaxAmbiguous such Sends in a row make the message move on. The resend waits for the backoff
+// rather than going at once because what causes an unknown result, a plugin restarting after a
+// crash or an overloaded provider, rarely clears within milliseconds; an immediate resend would
+// mostly use up MaxAmbiguous and fail over, the very duplicate this avoids.
+func (d *Dispatcher) ambiguous(j *job, p *plan) {
+	name := j.cands[j.next]
+	if !slices.Contains(j.maybe, name) {
+		j.maybe = append(j.maybe, name)
+	}
+	j.unsure++
+	if j.unsure >= d.cfg.MaxAmbiguous {
+		j.unsure = 0
+		j.next++
+		d.place(j, p)
+		return
+	}
+	d.endPass(j, p, name)
+}
+
+// answered notes that the provider named answered for j: if its earlier Send had no known result,
+// the answer to the resend under the same idempotency key settles it.
+func (j *job) answered(name string) {
+	j.unsure = 0
+	if i := slices.Index(j.maybe, name); i >= 0 {
+		j.maybe = slices.Delete(j.maybe, i, i+1)
+	}
 }
 
 // execute records p's outcomes, then moves its messages on, so that a message's outcomes are
@@ -365,7 +449,9 @@ func (d *Dispatcher) fire(j *job) {
 	d.active++
 	d.mu.Unlock()
 	j.attempt++
-	j.next = 0
+	if j.unsure == 0 {
+		j.next = 0
+	}
 	var p plan
 	d.place(j, &p)
 	d.execute(&p)
@@ -397,6 +483,7 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 	gen, ok := ln.breaker.allow()
 	if !ok { // the breaker opened after these messages were queued: move them on untried
 		for _, j := range batch {
+			j.unsure = 0
 			j.next++
 			d.place(j, &p)
 		}
@@ -430,16 +517,14 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 			}
 		}
 	}
-	if err != nil {
+	if err != nil { // the provider may have taken any message of the batch
 		ln.breaker.done(gen, false)
 		d.log.Warn("provider send failed", "provider", ln.name, "code", code, "messages", len(batch))
 		for _, j := range batch {
-			p.outs = append(p.outs, Outcome{
-				MessageID: j.item.Req.MessageID, Provider: ln.name,
-				Code: code, Message: err.Error(), Attempt: j.attempt,
-			})
-			j.next++
-			d.place(j, &p)
+			o := j.outcome(ln.name)
+			o.Code, o.Message = code, err.Error()
+			p.outs = append(p.outs, o)
+			d.ambiguous(j, &p)
 		}
 		d.execute(&p)
 		return
@@ -447,10 +532,9 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 	healthy := false
 	for i, r := range res {
 		j := batch[i]
-		o := Outcome{
-			MessageID: j.item.Req.MessageID, Provider: ln.name, ProviderMessageID: r.ProviderMessageID,
-			Accepted: r.Accepted, Code: r.ErrorCode, Message: r.ErrorMessage, Attempt: j.attempt,
-		}
+		o := j.outcome(ln.name)
+		o.ProviderMessageID, o.Accepted, o.Code, o.Message = r.ProviderMessageID, r.Accepted, r.ErrorCode, r.ErrorMessage
+		j.answered(ln.name)
 		if !r.Accepted && o.Code == "" {
 			o.Code = CodeProviderRefused
 		}

@@ -114,9 +114,9 @@ func TestDispatchProviderChoice(t *testing.T) {
 			bCalls: 1,
 		},
 		{
-			name: "transport error fails over", a: fail(errDown),
-			want:   []brief{{"a", false, false, CodeProviderError, 1}, {"b", true, true, "", 1}},
-			aCalls: 1, bCalls: 1,
+			name: "transport error waits for the same provider", a: fail(errDown),
+			want:   []brief{{"a", false, false, CodeProviderError, 1}, {"", false, false, CodeNoProviderAvailable, 1}},
+			aCalls: 1,
 		},
 		{
 			name: "retryable refusal fails over", a: refuse("throttled", true),
@@ -134,20 +134,20 @@ func TestDispatchProviderChoice(t *testing.T) {
 			aCalls: 1,
 		},
 		{
-			name: "wrong number of results fails over",
+			name: "wrong number of results waits for the same provider",
 			a: func(context.Context, []provider.SendRequest) ([]provider.SendResult, error) {
 				return nil, nil
 			},
-			want:   []brief{{"a", false, false, CodeProviderProtocol, 1}, {"b", true, true, "", 1}},
-			aCalls: 1, bCalls: 1,
+			want:   []brief{{"a", false, false, CodeProviderProtocol, 1}, {"", false, false, CodeNoProviderAvailable, 1}},
+			aCalls: 1,
 		},
 		{
-			name: "result for another message fails over",
+			name: "result for another message waits for the same provider",
 			a: func(context.Context, []provider.SendRequest) ([]provider.SendResult, error) {
 				return []provider.SendResult{{MessageID: "other", Accepted: true}}, nil
 			},
-			want:   []brief{{"a", false, false, CodeProviderProtocol, 1}, {"b", true, true, "", 1}},
-			aCalls: 1, bCalls: 1,
+			want:   []brief{{"a", false, false, CodeProviderProtocol, 1}, {"", false, false, CodeNoProviderAvailable, 1}},
+			aCalls: 1,
 		},
 		{
 			name: "route of one provider does not fail over", route: []string{"a"}, a: refuse("throttled", true),
@@ -172,6 +172,11 @@ func TestDispatchProviderChoice(t *testing.T) {
 			if got := len(b.Calls()); got != tt.bCalls {
 				t.Errorf("provider b called %d times, want %d", got, tt.bCalls)
 			}
+			for _, o := range e.rec.of("m1") {
+				if o.AfterAmbiguous && o.Provider != "" {
+					t.Errorf("no provider took over after an unknown result, yet %+v", o)
+				}
+			}
 		})
 	}
 }
@@ -187,18 +192,6 @@ func TestDispatchAcceptedOutcome(t *testing.T) {
 	}
 }
 
-func TestDispatchTimeoutFailsOver(t *testing.T) {
-	a := &fakeSender{name: "a", fn: blockUntilDone}
-	b := &fakeSender{name: "b"}
-	e := setup(t, Config{Timeout: 20 * time.Millisecond}, DispatcherConfig{}, a, b)
-	e.enqueue(t, msg("m1"))
-	e.rec.waitFinal(t, 1)
-	want := []brief{{"a", false, false, CodeProviderTimeout, 1}, {"b", true, true, "", 1}}
-	if got := trail(e.rec.of("m1")); !slices.Equal(got, want) {
-		t.Fatalf("outcomes = %+v, want %+v", got, want)
-	}
-}
-
 func TestDispatchBreaker(t *testing.T) {
 	var aDown atomic.Bool
 	aDown.Store(true)
@@ -209,7 +202,8 @@ func TestDispatchBreaker(t *testing.T) {
 		return accept("a")(ctx, reqs)
 	}}
 	b := &fakeSender{name: "b"}
-	e := setup(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 2, OpenFor: time.Minute}}, DispatcherConfig{}, a, b)
+	// MaxAmbiguous 1: a message moves on from a at its first send error, so each send finishes at once.
+	e := setup(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 2, OpenFor: time.Minute}}, DispatcherConfig{MaxAmbiguous: 1}, a, b)
 
 	// One message at a time so each is its own batch.
 	send := func(id string) {
@@ -277,7 +271,7 @@ func TestDispatchAllBreakersOpenWaitsForRetry(t *testing.T) {
 
 func TestDispatchRetriesWithBackoffThenFails(t *testing.T) {
 	a := &fakeSender{name: "a", fn: refuse("throttled", true)}
-	b := &fakeSender{name: "b", fn: fail(errors.New("down"))}
+	b := &fakeSender{name: "b", fn: refuse("busy", true)}
 	e := setup(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 100}},
 		DispatcherConfig{MaxAttempts: 3, MinBackoff: time.Second, MaxBackoff: time.Minute}, a, b)
 	e.enqueue(t, msg("m1"))
@@ -294,7 +288,7 @@ func TestDispatchRetriesWithBackoffThenFails(t *testing.T) {
 	for attempt := 1; attempt <= 3; attempt++ {
 		want = append(want,
 			brief{"a", false, false, "throttled", attempt},
-			brief{"b", false, false, CodeProviderError, attempt},
+			brief{"b", false, false, "busy", attempt},
 			brief{"", false, attempt == 3, CodeNoProviderAvailable, attempt})
 	}
 	if got := trail(e.rec.of("m1")); !slices.Equal(got, want) {
@@ -507,8 +501,10 @@ func TestDispatchConcurrent(t *testing.T) {
 		}
 	}
 	a, b, c := &fakeSender{name: "a", fn: flaky("a")}, &fakeSender{name: "b", fn: flaky("b")}, &fakeSender{name: "c"}
+	// A send error makes a message wait for the same provider, so passes end early: short backoff,
+	// and attempts enough that every message reaches c.
 	e := setup(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 3, OpenFor: time.Millisecond}, Clock: systemClock{}},
-		DispatcherConfig{QueueSize: 64, MaxBatch: 8}, a, b, c)
+		DispatcherConfig{QueueSize: 64, MaxBatch: 8, MaxAttempts: 1000, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, a, b, c)
 	const goroutines, each = 8, 250
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -536,6 +532,30 @@ func TestDispatchConcurrent(t *testing.T) {
 	for _, o := range e.rec.outs {
 		if o.Final && !o.Accepted {
 			t.Fatalf("c always accepts, yet %+v", o)
+		}
+	}
+	checkAfterAmbiguous(t, e.rec.outs)
+}
+
+// checkAfterAmbiguous replays each message's outcomes and checks AfterAmbiguous on every one: it is
+// set exactly when a provider other than the outcome's (any provider, for the dispatcher's own
+// outcomes) had a send error and has not answered for the message since.
+func checkAfterAmbiguous(t *testing.T, outs []Outcome) {
+	t.Helper()
+	maybe := map[string][]string{}
+	for _, o := range outs {
+		want := slices.ContainsFunc(maybe[o.MessageID], func(p string) bool { return p != o.Provider })
+		if o.AfterAmbiguous != want {
+			t.Fatalf("AfterAmbiguous = %t, want %t, for %+v after unknown results at %v", o.AfterAmbiguous, want, o, maybe[o.MessageID])
+		}
+		switch {
+		case o.Provider == "":
+		case o.Code == CodeProviderError || o.Code == CodeProviderTimeout || o.Code == CodeProviderProtocol:
+			if !slices.Contains(maybe[o.MessageID], o.Provider) {
+				maybe[o.MessageID] = append(maybe[o.MessageID], o.Provider)
+			}
+		default:
+			maybe[o.MessageID] = slices.DeleteFunc(maybe[o.MessageID], func(p string) bool { return p == o.Provider })
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,15 +23,17 @@ type fakeSender struct {
 
 	mu    sync.Mutex
 	calls [][]string // message ids per call
+	keys  [][]string // idempotency keys per call
 }
 
 func (f *fakeSender) Send(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
-	ids := make([]string, len(reqs))
+	ids, keys := make([]string, len(reqs)), make([]string, len(reqs))
 	for i, r := range reqs {
-		ids[i] = r.MessageID
+		ids[i], keys[i] = r.MessageID, r.IdempotencyKey
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, ids)
+	f.keys = append(f.keys, keys)
 	f.mu.Unlock()
 	if f.fn != nil {
 		return f.fn(ctx, reqs)
@@ -42,6 +45,13 @@ func (f *fakeSender) Calls() [][]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.calls)
+}
+
+// Keys returns the idempotency keys of every call.
+func (f *fakeSender) Keys() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.keys)
 }
 
 func (f *fakeSender) Sent() int {
@@ -76,6 +86,17 @@ func refuse(code string, retryable bool) sendFunc {
 
 func fail(err error) sendFunc {
 	return func(context.Context, []provider.SendRequest) ([]provider.SendResult, error) { return nil, err }
+}
+
+// firstThen answers the first call with first and every later one with then.
+func firstThen(first, then sendFunc) sendFunc {
+	var calls atomic.Int32
+	return func(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
+		if calls.Add(1) == 1 {
+			return first(ctx, reqs)
+		}
+		return then(ctx, reqs)
+	}
 }
 
 // blockUntilDone never answers before ctx ends.

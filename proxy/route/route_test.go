@@ -55,6 +55,7 @@ func TestDispatcherConfigValidate(t *testing.T) {
 		{"no recorder", DispatcherConfig{}},
 		{"negative queue", DispatcherConfig{Recorder: rec, QueueSize: -1}},
 		{"negative backoff", DispatcherConfig{Recorder: rec, MinBackoff: -1}},
+		{"negative max ambiguous", DispatcherConfig{Recorder: rec, MaxAmbiguous: -1}},
 		{"min above max", DispatcherConfig{Recorder: rec, MinBackoff: time.Minute, MaxBackoff: time.Second}},
 	}
 	for _, tt := range tests {

@@ -438,7 +438,7 @@ func (s *SQLite) sent(p *pass, o *sentOp) error {
 			}
 			if added > 0 {
 				learn()
-				p.audit(at, AuditSent, x.MessageID, st.app, mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, true}))
+				p.audit(at, AuditSent, x.MessageID, st.app, mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, true, x.PossibleDuplicate}))
 			}
 		}
 		p.delOut = append(p.delOut, x.MessageID)

@@ -159,6 +159,7 @@ type sentAudit struct {
 	ProviderMessageID string `json:"provider_message_id"`
 	Attempts          int    `json:"attempts,omitempty"`
 	Repeat            bool   `json:"repeat,omitempty"`
+	PossibleDuplicate bool   `json:"possible_duplicate,omitempty"`
 }
 
 // RecordSent records, in one grouped write, that providers took the given messages: each accepted
@@ -180,7 +181,7 @@ func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 	}
 	op := &sentOp{sent: sent, data: make([]string, len(sent))}
 	for i, x := range sent {
-		op.data[i] = mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false})
+		op.data[i] = mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false, x.PossibleDuplicate})
 	}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err
@@ -194,9 +195,10 @@ func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 }
 
 type failedAudit struct {
-	Provider string `json:"provider,omitempty"`
-	Code     string `json:"code"`
-	Attempts int    `json:"attempts,omitempty"`
+	Provider       string `json:"provider,omitempty"`
+	Code           string `json:"code"`
+	Attempts       int    `json:"attempts,omitempty"`
+	MaybeDelivered bool   `json:"maybe_delivered,omitempty"`
 }
 
 // RecordFailed records, in one grouped write, that the given messages will not be sent: each one
@@ -214,7 +216,7 @@ func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 	}
 	op := &failedOp{failed: failed, data: make([]string, len(failed))}
 	for i, x := range failed {
-		op.data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts})
+		op.data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts, x.MaybeDelivered})
 	}
 	if err := s.gc.submitSet(ctx, op); err != nil {
 		return err

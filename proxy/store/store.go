@@ -252,6 +252,9 @@ type Sent struct {
 	Attempts int
 	// At is when the provider answered; zero means now.
 	At time.Time
+	// PossibleDuplicate says that another provider's answer for this message was lost (a timeout, a
+	// crash during the call), so it may have sent the message too; the audit event says so.
+	PossibleDuplicate bool
 }
 
 // Failed says a message will not be sent.
@@ -264,6 +267,9 @@ type Failed struct {
 	Attempts int
 	// At is when the failure was decided; zero means now.
 	At time.Time
+	// MaybeDelivered says that a provider's answer for this message was lost (a timeout, a crash
+	// during the call), so the message may have reached the recipient anyway; the audit event says so.
+	MaybeDelivered bool
 }
 
 // Receipt is a delivery receipt from a provider.

@@ -256,6 +256,7 @@ type sentAudit struct {
 	ProviderMessageID string `json:"provider_message_id"`
 	Attempts          int    `json:"attempts,omitempty"`
 	Repeat            bool   `json:"repeat,omitempty"`
+	PossibleDuplicate bool   `json:"possible_duplicate,omitempty"`
 }
 
 // qSent records one send: it locks the message, keeps the provider message id for receipts, moves
@@ -306,8 +307,8 @@ func (p *Postgres) RecordSent(ctx context.Context, sent []store.Sent) error {
 		}
 		prepared[i] = args{
 			at:     orNow(x.At).UnixNano(),
-			data:   mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false}),
-			repeat: mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, true}),
+			data:   mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false, x.PossibleDuplicate}),
+			repeat: mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, true, x.PossibleDuplicate}),
 		}
 	}
 	var missing, stolen []string
@@ -345,9 +346,10 @@ func (p *Postgres) RecordSent(ctx context.Context, sent []store.Sent) error {
 }
 
 type failedAudit struct {
-	Provider string `json:"provider,omitempty"`
-	Code     string `json:"code"`
-	Attempts int    `json:"attempts,omitempty"`
+	Provider       string `json:"provider,omitempty"`
+	Code           string `json:"code"`
+	Attempts       int    `json:"attempts,omitempty"`
+	MaybeDelivered bool   `json:"maybe_delivered,omitempty"`
 }
 
 // qFailed fails one message unless it is final already, audits it and removes its outbox row.
@@ -383,7 +385,7 @@ func (p *Postgres) RecordFailed(ctx context.Context, failed []store.Failed) erro
 		if err := checkText("a failed record", x.MessageID, x.Provider, x.Code); err != nil {
 			return err
 		}
-		data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts})
+		data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts, x.MaybeDelivered})
 		ats[i] = orNow(x.At).UnixNano()
 	}
 	var missing []string

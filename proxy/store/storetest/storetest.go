@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newDB Factory) {
 		{"RecordSentTwice", testRecordSentTwice},
 		{"RecordSentUnknownMessage", testRecordSentUnknown},
 		{"RecordFailed", testRecordFailed},
+		{"AmbiguousOutcomesAudited", testAmbiguousOutcomesAudited},
 		{"RecordRetry", testRecordRetry},
 		{"ReceiptsAppliedOnce", testReceiptsOnce},
 		{"ReceiptAfterReopen", testReceiptAfterReopen},
@@ -431,6 +433,9 @@ func testRecordSentTwice(t *testing.T, h *harness) {
 	v := h.get("payments", "m1")
 	eq(t, "history", statuses(v), []string{"accepted", "sent"})
 	eq(t, "audit", h.auditKinds(), []string{"message.accepted/m1", "message.sent/m1"})
+	if evs := h.audit(); strings.Contains(string(evs[1].Data), "possible_duplicate") {
+		t.Errorf("a plain send is audited as a possible duplicate: %s", evs[1].Data)
+	}
 
 	// A second send through another provider (failover after a timeout) is recorded for receipts
 	// but does not change the message.
@@ -470,6 +475,27 @@ func testRecordSentUnknown(t *testing.T, h *harness) {
 	err = h.s.RecordSent(bg, []store.Sent{{MessageID: "m1", Provider: "", ProviderMessageID: "p"}})
 	if store.CodeOf(err) != store.CodeInvalidArgument {
 		t.Fatalf("RecordSent without provider error = %v, want invalid_argument", err)
+	}
+}
+
+// testAmbiguousOutcomesAudited records a send after another provider's lost answer and a failure
+// after one: the audit events must say that the message may have gone out twice, or at all.
+func testAmbiguousOutcomesAudited(t *testing.T, h *harness) {
+	h.accept(msg("payments", "m1"))
+	h.accept(msg("payments", "m2"))
+	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "m1", Provider: "b", ProviderMessageID: "p1", Attempts: 3, PossibleDuplicate: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.RecordFailed(bg, []store.Failed{{MessageID: "m2", Provider: "a", Code: "provider_timeout", Attempts: 8, MaybeDelivered: true}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.audit()
+	eq(t, "audit", h.auditKinds(), []string{"message.accepted/m1", "message.accepted/m2", "message.sent/m1", "message.failed/m2"})
+	if !strings.Contains(string(evs[2].Data), `"possible_duplicate":true`) {
+		t.Errorf("sent event = %s; want possible_duplicate", evs[2].Data)
+	}
+	if !strings.Contains(string(evs[3].Data), `"maybe_delivered":true`) {
+		t.Errorf("failed event = %s; want maybe_delivered", evs[3].Data)
 	}
 }
 
