@@ -60,7 +60,7 @@ func submitProxy(t *testing.T) (*Proxy, *countingSender) {
 func TestConcurrentIdempotentRetries(t *testing.T) {
 	p, snd := submitProxy(t)
 	d := sms.Draft{App: "dev", To: "+6591234567", From: "PAYLINK88", Category: "otp", DeviceID: "dev-1",
-		Template: &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}},
+		Template:       &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}},
 		IdempotencyKey: "retry-1"}
 	const n = 8
 	var wg sync.WaitGroup

@@ -128,7 +128,9 @@ type ProviderOverride struct {
 
 // Limits configures the in-process limiter.
 type Limits struct {
-	// Keys bounds how many limit keys are kept in memory (least recently used are dropped).
+	// Keys bounds how many limit keys are kept in memory (about 23 bytes each; the least recently
+	// used are dropped, nearly in LRU order: size it at about twice the keys active within the
+	// longest limit period).
 	Keys int `yaml:"keys"`
 }
 
@@ -163,7 +165,7 @@ func Default() Config {
 		ShutdownTimeout: Duration(15 * time.Second),
 		Log:             Log{Level: "info", Format: "json"},
 		Apps:            []App{{Name: "dev", KeySHA256: hex.EncodeToString(sum[:])}},
-		Limits:          Limits{Keys: 1_000_000},
+		Limits:          Limits{Keys: 2_000_000},
 		Store:           Store{Path: "smsproxy.db", MaxBatch: 512},
 		Dispatch: Dispatch{
 			Timeout:         Duration(5 * time.Second),

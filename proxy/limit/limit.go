@@ -3,8 +3,9 @@
 //
 // A limit allows Rate events per Period. Events are spaced by the emission interval T = Period/Rate;
 // Burst events may come at once (the tolerance is (Burst-1)*T). The only state kept per key is its
-// theoretical arrival time (TAT), an int64 of nanoseconds, held in sharded LRU caches so memory stays
-// bounded however many keys the traffic brings.
+// theoretical arrival time (TAT), an int64 of nanoseconds, held with a hash of the key in sharded
+// golang-lru/v2 caches of small key groups, so memory stays bounded, at about 23 bytes a key, however
+// many keys the traffic brings.
 //
 // Reserve takes every limit of a message together or none of them, so a message refused by its
 // third limit does not use up its first two.
@@ -120,23 +121,45 @@ func (d *Denied) Code() string {
 // Limiter reserves GCRA cells for keys. It is safe for concurrent use.
 type Limiter struct {
 	seed   maphash.Seed
-	mask   uint64
+	mask   uint64 // the shard of a key hash is its low bits
+	groups uint64 // groups per shard; the group of a key hash comes from its high 32 bits
 	shards []shard
 }
 
-// shard is one LRU of key hash → TAT with its own lock.
+// shard is one golang-lru/v2 LRU of groups with its own lock. A group is a slice of (key hash, TAT)
+// slots, least recently used first, so the LRU's own cost per entry (a list element and a map slot,
+// about 130 bytes) is shared by a group's keys instead of being paid by each key.
 type shard struct {
-	mu  sync.Mutex
-	lru *simplelru.LRU[uint64, int64]
-	_   [48]byte // keep neighbouring shards' locks off one cache line
+	mu   sync.Mutex
+	lru  *simplelru.LRU[uint32, []slot]
+	size int      // keys the shard may hold
+	n    int      // keys the shard holds; the LRU's eviction callback keeps it when a group goes
+	_    [32]byte // keep neighbouring shards' locks off one cache line
 }
 
-// New returns a Limiter that remembers at most size keys; the least recently used key is forgotten
-// first, and a forgotten key starts again with a full burst. Size it above the number of keys active
-// within the longest Period in use (about 110 bytes a key).
+// slot is one key's state: its hash and its theoretical arrival time in Unix nanoseconds.
+type slot struct {
+	hash uint64
+	tat  int64
+}
+
+// groupKeys is how many keys a group holds on average once its shard is full.
+const groupKeys = 32
+
+// New returns a Limiter that remembers at most size keys; roughly the least recently used keys are
+// forgotten first, and a forgotten key starts again with a full burst. Size it at about twice the
+// number of keys active within the longest Period in use (about 23 bytes a key).
 //
 // Keys are spread over a power-of-two number of shards, each with its own lock and an equal share of
-// size, so eviction is least-recently-used within a shard rather than across the whole limiter.
+// size, and within a shard over groups of about 32 keys, kept in a golang-lru/v2 LRU. Until a shard
+// is full every new key is added. Once it is full, a new key takes the place of the least recently
+// used key of its own group, as in a 32-way set-associative cache: eviction approximates
+// least-recently-used within a shard. With new keys streaming into a full limiter, a key is still
+// remembered after size/2 newer keys (99.8% of keys), often up to 3*size/4 (93%), sometimes up to size
+// (66%) and hardly ever after 2*size, where least-recently-used eviction would keep every key until
+// exactly size newer ones. In the rare case where a new key's group is empty, the shard's least
+// recently used group is forgotten whole.
+//
 // A key is stored as a 64-bit hash under a per-limiter random seed; two keys colliding (about one
 // chance in 10^7 for a million keys) would share a counter, which can only refuse more, never less.
 func New(size int) (*Limiter, error) {
@@ -150,17 +173,21 @@ func New(size int) (*Limiter, error) {
 	for n > 1 && size/n < 64 { // tiny limiters: fewer shards, so each keeps a useful LRU
 		n /= 2
 	}
-	l := &Limiter{seed: maphash.MakeSeed(), mask: uint64(n - 1), shards: make([]shard, n)}
+	groups := min(max((size/n+groupKeys-1)/groupKeys, 1), math.MaxInt32)
+	l := &Limiter{seed: maphash.MakeSeed(), mask: uint64(n - 1), groups: uint64(groups), shards: make([]shard, n)}
 	for i := range l.shards {
-		per := size / n
+		s := &l.shards[i]
+		s.size = size / n
 		if i < size%n {
-			per++
+			s.size++
 		}
-		c, err := simplelru.NewLRU[uint64, int64](per, nil)
+		// Group ids are below groups, so the LRU never evicts by itself; the shard removes a group
+		// only in trim, and the callback keeps the count.
+		c, err := simplelru.NewLRU(groups, func(_ uint32, v []slot) { s.n -= len(v) })
 		if err != nil {
 			return nil, &Error{CodeInvalidSize, err.Error()}
 		}
-		l.shards[i].lru = c
+		s.lru = c
 	}
 	return l, nil
 }
@@ -171,10 +198,84 @@ func (l *Limiter) Len() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += s.lru.Len()
+		n += s.n
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// find returns the index of hash in a group, or -1. It looks from the most recently used end.
+func find(v []slot, hash uint64) int {
+	for i := len(v) - 1; i >= 0; i-- {
+		if v[i].hash == hash {
+			return i
+		}
+	}
+	return -1
+}
+
+// named reports whether a cell of cs has the key hash.
+func named(cs []cell, hash uint64) bool {
+	for i := range cs {
+		if cs[i].hash == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// touch returns the TAT of a key and whether it is remembered. It makes the key the most recently
+// used of its group, and the group the most recently used of the shard.
+func (s *shard) touch(group uint32, hash uint64) (int64, bool) {
+	v, _ := s.lru.Get(group)
+	i := find(v, hash)
+	if i < 0 {
+		return 0, false
+	}
+	sl := v[i]
+	copy(v[i:], v[i+1:]) // in place: the LRU holds the same backing array
+	v[len(v)-1] = sl
+	return sl.tat, true
+}
+
+// set stores a key's TAT, as the most recently used key of its group. A new key in a full shard takes
+// the place of the least recently used key of its group that no cell of cs (the reservation being
+// committed) names; when there is none, it is added and trim makes room.
+func (s *shard) set(group uint32, hash uint64, tat int64, cs []cell) {
+	v, _ := s.lru.Peek(group)
+	if i := find(v, hash); i >= 0 {
+		v[i].tat = tat
+		return
+	}
+	if s.n >= s.size {
+		for i := range v {
+			if !named(cs, v[i].hash) {
+				copy(v[i:], v[i+1:])
+				v[len(v)-1] = slot{hash, tat}
+				return
+			}
+		}
+	}
+	if len(v) == cap(v) { // grow by a quarter, not append's doubling: groups stay small and dense
+		nv := make([]slot, len(v), len(v)+1+len(v)/4)
+		copy(nv, v)
+		v = nv
+	}
+	v = append(v, slot{hash, tat})
+	s.lru.Add(group, v)
+	s.n++
+}
+
+// trim forgets the shard's least recently used groups, whole, until it holds at most size keys. It
+// never forgets a group that a cell of cs is in.
+func (s *shard) trim(shard uint32, cs []cell) {
+	for s.n > s.size {
+		g, _, ok := s.lru.GetOldest()
+		if !ok || slices.ContainsFunc(cs, func(c cell) bool { return c.shard == shard && c.group == g }) {
+			return
+		}
+		s.lru.RemoveOldest()
+	}
 }
 
 // cell is one key's part of a reservation.
@@ -184,8 +285,9 @@ type cell struct {
 	tau   int64 // tolerance
 	prev  int64 // TAT before (for checking and chaining)
 	tat   int64 // TAT this reservation set
-	dup   bool  // an earlier cell of the same reservation has the same key
 	shard uint32
+	group uint32
+	dup   bool // an earlier cell of the same reservation has the same key
 }
 
 // inline is how many limits a Reservation holds without allocating.
@@ -223,9 +325,9 @@ func (r *Reservation) Cancel() {
 	// Walk backwards so a key named twice is moved back twice.
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := &cs[i]
-		lru := r.l.shards[c.shard].lru
-		if cur, ok := lru.Peek(c.hash); ok && cur == c.tat {
-			lru.Add(c.hash, c.tat-c.t)
+		v, _ := r.l.shards[c.shard].lru.Peek(c.group)
+		if j := find(v, c.hash); j >= 0 && v[j].tat == c.tat {
+			v[j].tat = c.tat - c.t
 		}
 	}
 }
@@ -250,7 +352,7 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 			return Reservation{}, &Denied{Index: i, Err: err}
 		}
 		h := maphash.String(l.seed, lim.Key)
-		cs[i] = cell{hash: h, t: t, tau: tau, shard: uint32(h & l.mask)}
+		cs[i] = cell{hash: h, t: t, tau: tau, shard: uint32(h & l.mask), group: uint32((h >> 32) * l.groups >> 32)}
 	}
 	for i := range cs {
 		for j := range i {
@@ -275,7 +377,7 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 					break
 				}
 			}
-		} else if v, ok := l.shards[c.shard].lru.Get(c.hash); ok {
+		} else if v, ok := l.shards[c.shard].touch(c.group, c.hash); ok {
 			prev = v
 		}
 		base := max(prev, ts)
@@ -284,9 +386,12 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 		}
 		c.prev, c.tat = prev, base+c.t
 	}
-	// Commit: every limit allowed.
+	// Commit: every limit allowed. Then make room if a new key had to be added to a full shard.
 	for i := range cs {
-		l.shards[cs[i].shard].lru.Add(cs[i].hash, cs[i].tat)
+		l.shards[cs[i].shard].set(cs[i].group, cs[i].hash, cs[i].tat, cs)
+	}
+	for i := range cs {
+		l.shards[cs[i].shard].trim(cs[i].shard, cs)
 	}
 	return r, nil
 }

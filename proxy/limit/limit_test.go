@@ -3,9 +3,11 @@ package limit
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -379,6 +381,184 @@ func TestConcurrentReserveExact(t *testing.T) {
 	if int(allowed.Load())-extra > 8*500 || extra > burst {
 		t.Fatalf("extra %d after %d allowed", extra, allowed.Load())
 	}
+}
+
+// place returns the shard and group of key in l.
+func place(l *Limiter, key string) (shard, group uint32) {
+	h := maphash.String(l.seed, key)
+	return uint32(h & l.mask), uint32((h >> 32) * l.groups >> 32)
+}
+
+// remembers reports whether l holds key, without making it recently used.
+func remembers(l *Limiter, key string) bool {
+	s, g := place(l, key)
+	v, _ := l.shards[s].lru.Peek(g)
+	return find(v, maphash.String(l.seed, key)) >= 0
+}
+
+// checkCounts fails unless every shard's count is the number of keys its groups hold, within its size.
+func checkCounts(t *testing.T, l *Limiter) {
+	t.Helper()
+	for i := range l.shards {
+		s := &l.shards[i]
+		held := 0
+		for _, v := range s.lru.Values() {
+			held += len(v)
+		}
+		if held != s.n || s.n > s.size {
+			t.Fatalf("shard %d: holds %d keys, counts %d, size %d", i, held, s.n, s.size)
+		}
+	}
+}
+
+// TestEvictionIsNearlyLRU streams three times the limiter's size of new keys through it: the newest
+// quarter must all be remembered and the next quarter nearly all, as least-recently-used eviction
+// would, and hardly any of the oldest third. Evicting whole groups of keys instead of single keys
+// fails the first two checks.
+func TestEvictionIsNearlyLRU(t *testing.T) {
+	const size = 1 << 16
+	l := newLimiter(t, size)
+	lims := []Limit{{Rate: 1, Period: time.Hour}}
+	const total = 3 * size
+	key := func(i int) string { return "otp:to:+65" + strconv.Itoa(80_000_000+i) }
+	for i := range total {
+		lims[0].Key = key(i)
+		if _, d := l.Reserve(t0, lims); d != nil {
+			t.Fatalf("fresh key %d denied: %v", i, d)
+		}
+	}
+	share := func(lo, hi int) float64 { // of the keys lo to hi-1 keys back from the newest
+		in := 0
+		for age := lo; age < hi; age++ {
+			if remembers(l, key(total-1-age)) {
+				in++
+			}
+		}
+		return float64(in) / float64(hi-lo)
+	}
+	if got := share(0, size/4); got < 0.999 {
+		t.Errorf("newest %d keys: %.4f remembered, want all", size/4, got)
+	}
+	if got := share(size/4, size/2); got < 0.99 {
+		t.Errorf("keys %d to %d back: %.4f remembered, want nearly all", size/4, size/2, got)
+	}
+	if got := share(2*size, 3*size); got > 0.01 {
+		t.Errorf("oldest %d keys: %.4f remembered, want hardly any", size, got)
+	}
+	if n := l.Len(); n > size || n < size*99/100 {
+		t.Errorf("Len() = %d, want at most %d and within 1%% of it", n, size)
+	}
+	checkCounts(t, l)
+}
+
+// TestMemoryPerKey bounds what a key costs once the limiter holds many: about 23 bytes now, 118
+// when each key had an LRU entry of its own.
+func TestMemoryPerKey(t *testing.T) {
+	const n = 200_000
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	l := newLimiter(t, n)
+	lims := []Limit{{Rate: 3, Period: 24 * time.Hour}}
+	for i := range n {
+		lims[0].Key = "otp:device:" + strconv.Itoa(i)
+		if _, d := l.Reserve(t0, lims); d != nil {
+			t.Fatal(d)
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	perKey := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+	t.Logf("%d keys: %.1f bytes a key", l.Len(), perKey)
+	if perKey > 32 {
+		t.Errorf("%.1f bytes a key, want at most 32", perKey)
+	}
+	runtime.KeepAlive(l)
+}
+
+// keysIn returns n distinct keys that l places in shard 0, group g.
+func keysIn(l *Limiter, g uint32, n int, prefix string) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		k := prefix + strconv.Itoa(i)
+		if s, kg := place(l, k); s == 0 && kg == g {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// TestFullShardMakesRoom drives a one-shard limiter in 4 groups through each way a new key finds room
+// once the shard is full.
+func TestFullShardMakesRoom(t *testing.T) {
+	const size = 4*groupKeys - 1 // one shard (size/2 < 64) of 4 groups
+	hour := func(k string) Limit { return Limit{Key: k, Rate: 1, Period: time.Hour} }
+	reserve := func(t *testing.T, l *Limiter, lims ...Limit) {
+		t.Helper()
+		if _, d := l.Reserve(t0, lims); d != nil {
+			t.Fatalf("Reserve(%v): %v", lims, d)
+		}
+	}
+	// setup returns a limiter whose group 0 holds the n0 keys it returns, each with one of its two
+	// cells used; fill then fills groups 1 to 3 until the shard is full.
+	setup := func(t *testing.T, n0 int) (*Limiter, []string) {
+		t.Helper()
+		l := newLimiter(t, size)
+		if len(l.shards) != 1 || l.groups != 4 {
+			t.Fatalf("%d shards of %d groups, want 1 of 4", len(l.shards), l.groups)
+		}
+		in0 := keysIn(l, 0, n0, "old:")
+		for _, k := range in0 {
+			reserve(t, l, Limit{Key: k, Rate: 2, Period: time.Hour})
+		}
+		return l, in0
+	}
+	fill := func(t *testing.T, l *Limiter) {
+		t.Helper()
+		for g := uint32(1); l.Len() < size; g = g%3 + 1 {
+			reserve(t, l, hour(keysIn(l, g, 1, fmt.Sprintf("fill:%d:", l.Len()))[0]))
+		}
+		checkCounts(t, l)
+	}
+
+	t.Run("into an empty group: the oldest group goes", func(t *testing.T) {
+		l, _ := setup(t, 0)
+		fill(t, l)
+		k := keysIn(l, 0, 1, "new:")[0]
+		reserve(t, l, hour(k))
+		checkCounts(t, l)
+		if !remembers(l, k) || l.Len() < size-2*groupKeys {
+			t.Fatalf("remembers the new key: %v, Len() = %d", remembers(l, k), l.Len())
+		}
+	})
+	t.Run("into its group: the group's least recently used key goes", func(t *testing.T) {
+		l, old := setup(t, 3)
+		fill(t, l)
+		// Use old[0] again: old[1] becomes the least recently used of group 0.
+		reserve(t, l, Limit{Key: old[0], Rate: 2, Period: time.Hour})
+		k := keysIn(l, 0, 1, "new:")[0]
+		reserve(t, l, hour(k))
+		checkCounts(t, l)
+		got := []bool{remembers(l, k), remembers(l, old[0]), remembers(l, old[1]), remembers(l, old[2])}
+		if l.Len() != size || !slices.Equal(got, []bool{true, true, false, true}) {
+			t.Fatalf("Len() = %d, remembers new, old[0..2] = %v; want %d, [true true false true]", l.Len(), got, size)
+		}
+	})
+	t.Run("never in place of a key of the same reservation", func(t *testing.T) {
+		l, old := setup(t, 1)
+		fill(t, l)
+		a := Limit{Key: old[0], Rate: 2, Period: time.Hour} // group 0 holds only a, one cell used
+		b := hour(keysIn(l, 0, 1, "new:")[0])
+		reserve(t, l, a, b)
+		checkCounts(t, l)
+		if _, d := l.Reserve(t0, []Limit{a}); d == nil {
+			t.Fatal("a's second cell was lost: its key was pushed out by b, of the same reservation")
+		}
+		if _, d := l.Reserve(t0, []Limit{b}); d == nil {
+			t.Fatal("b was not kept")
+		}
+	})
 }
 
 // BenchmarkMillionKeysMemory measures what the limiter holding 1,000,000 keys costs: run it with
