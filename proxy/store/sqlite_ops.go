@@ -183,7 +183,7 @@ func (s *SQLite) RecordSent(ctx context.Context, sent []Sent) error {
 	for i, x := range sent {
 		op.data[i] = mustJSON(sentAudit{x.Provider, x.ProviderMessageID, x.Attempts, false, x.PossibleDuplicate})
 	}
-	if err := s.gc.submitSet(ctx, op); err != nil {
+	if err := s.gc.submitSetLazy(ctx, op); err != nil {
 		return err
 	}
 	if s.corr != nil {
@@ -218,7 +218,7 @@ func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 	for i, x := range failed {
 		op.data[i] = mustJSON(failedAudit{x.Provider, x.Code, x.Attempts, x.MaybeDelivered})
 	}
-	if err := s.gc.submitSet(ctx, op); err != nil {
+	if err := s.gc.submitSetLazy(ctx, op); err != nil {
 		return err
 	}
 	return notFoundIn(op.missing, len(failed))
@@ -241,7 +241,7 @@ func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextA
 	next := nanos(nextAt)
 	now := time.Now().UnixNano()
 	w := s.w
-	return s.gc.submit(ctx, func() error {
+	return s.gc.submitLazy(ctx, func() error {
 		s.live.forget(id)
 		app, _, err := s.state(id)
 		if err != nil {
@@ -298,7 +298,7 @@ func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, er
 	}
 	op := &receiptOp{r: r, kind: kind, c: c, at: orNow(r.At).UnixNano(),
 		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code})}
-	if err := s.gc.submitSet(ctx, op); err != nil {
+	if err := s.gc.submitSetLazy(ctx, op); err != nil {
 		return ReceiptResult{}, err
 	}
 	return op.res, nil

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -49,5 +51,68 @@ func TestQueuedWriteAnswersDefinitively(t *testing.T) {
 	items, err := s.PendingOutbox(bg, 10, "")
 	if err != nil || len(items) != 1 || items[0].MessageID != "msg_1" {
 		t.Fatalf("outbox = %v, %v; want msg_1", items, err)
+	}
+}
+
+// TestLazyWritesRideAlong checks that background writes (recording sends and receipts) wait for
+// the commit an app's message needs instead of costing commits of their own, and that alone they
+// still commit within lazyWait.
+func TestLazyWritesRideAlong(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "db"), Options{})
+	defer s.Close()
+	// Long enough that no scheduling delay, not even under the race detector, is mistaken for it.
+	const wait = 300 * time.Millisecond
+	s.gc.lazyWait = wait // before the first write: the writer reads it after receiving one
+	bg := context.Background()
+	accept := func(id string) {
+		t.Helper()
+		if _, err := s.Accept(bg, Accepted{ID: id, App: "a", To: "+6591234567", ToMasked: "+65******67", Country: "SG",
+			Category: "transaction", Body: "b", Personal: []byte(`{}`), Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		accept(fmt.Sprintf("m%d", i))
+	}
+
+	// Alone, a lazy write commits after about lazyWait: not at once, and not never.
+	before := s.WriterStats().Commits
+	start := time.Now()
+	if err := s.RecordSent(bg, []Sent{{MessageID: "m0", Provider: "sim", ProviderMessageID: "p0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < wait/2 || d > wait+time.Second {
+		t.Errorf("a lone lazy write took %v; want about %v", d, wait)
+	}
+	if got := s.WriterStats().Commits - before; got != 1 {
+		t.Errorf("a lone lazy write took %d commits; want 1", got)
+	}
+
+	// Lazy writes queued before an app's message share its commit, and the message does not wait
+	// lazyWait for them.
+	before = s.WriterStats().Commits
+	var wg sync.WaitGroup
+	for i := 1; i < 4; i++ {
+		wg.Go(func() {
+			id := fmt.Sprintf("m%d", i)
+			if err := s.RecordSent(bg, []Sent{{MessageID: id, Provider: "sim", ProviderMessageID: "p" + id}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(wait / 3) // the writer now holds the lazy writes and waits for more
+	start = time.Now()
+	accept("m9")
+	if d := time.Since(start); d > wait/2 {
+		t.Errorf("an app's message waited %v behind lazy writes", d)
+	}
+	wg.Wait()
+	if got := s.WriterStats().Commits - before; got != 1 {
+		t.Errorf("three lazy writes and a message took %d commits; want 1", got)
+	}
+	for i := range 4 {
+		if v, err := s.Get(bg, "a", fmt.Sprintf("m%d", i)); err != nil || v.Status != StatusSent {
+			t.Errorf("m%d = %q, %v; want sent", i, v.Status, err)
+		}
 	}
 }
