@@ -87,6 +87,30 @@ dispatch:
 	return path
 }
 
+// trackSources reads every source file the binary is built from. The binary is built by a go
+// command the test runs, so go test would otherwise not know that these tests depend on them and
+// would answer a changed proxy with a cached pass; files a test reads are part of its cache key.
+func trackSources() {
+	_ = filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != "../.." && (strings.HasPrefix(name, ".") || name == "data" || name == "test") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".rego", ".yaml", ".sql", ".mod", ".sum":
+			_, _ = os.ReadFile(path)
+		}
+		return nil
+	})
+}
+
+var trackSourcesOnce sync.Once
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -105,6 +129,7 @@ func start(t *testing.T, dir, addr, receiptDelay string) *instance {
 
 // startConfigured runs smsproxy with the config file at cfgPath and waits until /readyz answers.
 func startConfigured(t *testing.T, dir, addr, cfgPath string) *instance {
+	trackSourcesOnce.Do(trackSources)
 	t.Helper()
 	in := &instance{t: t, dir: dir, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
 	in.cmd = exec.Command(binary, "serve", "-config", cfgPath)
