@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -312,6 +313,64 @@ type sqliteSubjectKeys struct {
 	mu      sync.Mutex
 	pending map[string]pendingKey // created, not yet known to be committed
 	gen     uint64
+	// hints holds what RecipientFacts just read of a subject's key (or that it has none), for the
+	// Accept that follows it to use instead of reading the key again; each is used once.
+	hints *simplelru.LRU[string, keyHint]
+	// changes counts Delete and Replace calls: a hint read before one of them may be stale.
+	changes uint64
+}
+
+// keyHint is a subject key as read with the recipient's facts: wrapped is nil when it had none.
+type keyHint struct {
+	wrapped []byte
+	keyID   string
+	at      time.Time
+	changes uint64 // sqliteSubjectKeys.changes when the read began
+}
+
+// A key hint is used within hintTTL of its read, or read again: the facts read and the Accept that
+// seals under the key follow each other within one request. Only this process creates and
+// deletes subject keys in the file (Put keeps new ones pending, checked before any hint, and
+// Delete drops the hint), so a fresh hint says what a read would.
+const (
+	hintTTL   = time.Second
+	hintSlots = 4096
+)
+
+// readStarts returns what a hint read from now on records as its changes.
+func (k *sqliteSubjectKeys) readStarts() uint64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.changes
+}
+
+// hint keeps what RecipientFacts read of ref's key, unless a key was deleted or replaced since the
+// read began (h.changes).
+func (k *sqliteSubjectKeys) hint(ref string, h keyHint) {
+	h.at = time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h.changes != k.changes {
+		return
+	}
+	if k.hints == nil {
+		k.hints, _ = simplelru.NewLRU[string, keyHint](hintSlots, nil)
+	}
+	k.hints.Add(ref, h)
+}
+
+// takeHint returns and forgets a fresh hint for ref.
+func (k *sqliteSubjectKeys) takeHint(ref string) (keyHint, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.hints == nil {
+		return keyHint{}, false
+	}
+	h, ok := k.hints.Peek(ref)
+	if ok {
+		k.hints.Remove(ref)
+	}
+	return h, ok && h.changes == k.changes && time.Since(h.at) < hintTTL
 }
 
 type pendingKey struct {
@@ -328,6 +387,12 @@ var (
 func (k *sqliteSubjectKeys) Get(ctx context.Context, ref string) ([]byte, string, error) {
 	if pk, ok := k.pendingFor(ref); ok {
 		return pk.wrapped, pk.keyID, nil
+	}
+	if h, ok := k.takeHint(ref); ok {
+		if h.wrapped == nil {
+			return nil, "", audit.ErrNoSubjectKey
+		}
+		return h.wrapped, h.keyID, nil
 	}
 	var wrapped []byte
 	var keyID string
@@ -373,6 +438,7 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
 	k.mu.Lock()
 	delete(k.pending, ref)
+	k.changes++
 	k.mu.Unlock()
 	return k.s.gc.submit(ctx, func() error {
 		_, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref)
@@ -381,6 +447,9 @@ func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
 }
 
 func (k *sqliteSubjectKeys) Replace(ctx context.Context, ref string, wrapped []byte, keyID string) error {
+	k.mu.Lock()
+	k.changes++
+	k.mu.Unlock()
 	return k.s.gc.submit(ctx, func() error {
 		_, err := k.s.wconn.ExecContext(bg, `UPDATE subject_keys SET wrapped = ?, key_id = ? WHERE ref = ?`, wrapped, keyID, ref)
 		return err

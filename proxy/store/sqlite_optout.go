@@ -20,14 +20,18 @@ const (
 	qWithdrawActive = `UPDATE consents SET withdrawn_at = ? WHERE app = ? AND number = ? AND category = ? AND withdrawn_at IS NULL`
 	qConsentsOf     = `SELECT seq, app, number, category, basis, source, granted_at, COALESCE(withdrawn_at, 0)
  FROM consents WHERE app = ? AND number = ? ORDER BY seq`
-	// qRecipientFacts reads a number's opt-out scopes (rows with seq 0, the scope in app) and its
-	// consent records in force (the latest per app and category) in one statement. SQLite-specific:
-	// the bare columns of an aggregate query come from the row holding MAX(seq); PostgreSQL needs
-	// DISTINCT ON (app, category) ... ORDER BY seq DESC instead.
-	qRecipientFacts = `SELECT 0, scope, '', '', '', 0, 0 FROM opt_outs WHERE number = ?
+	// qRecipientFacts reads a number's opt-out scopes (rows with seq 0, the scope in app), its
+	// consent records in force (the latest per app and category) and its subject key (seq -1, the
+	// key id in app, the wrapped key last) in one statement: a message to the number needs all
+	// three, and one read costs less than two. SQLite-specific: the bare columns of an aggregate
+	// query come from the row holding MAX(seq); PostgreSQL needs DISTINCT ON (app, category) ...
+	// ORDER BY seq DESC instead.
+	qRecipientFacts = `SELECT 0, scope, '', '', '', 0, 0, NULL FROM opt_outs WHERE number = ?
  UNION ALL
- SELECT MAX(seq), app, category, basis, source, granted_at, COALESCE(withdrawn_at, 0)
- FROM consents WHERE number = ? GROUP BY app, category`
+ SELECT MAX(seq), app, category, basis, source, granted_at, COALESCE(withdrawn_at, 0), NULL
+ FROM consents WHERE number = ? GROUP BY app, category
+ UNION ALL
+ SELECT -1, key_id, '', '', '', 0, 0, wrapped FROM subject_keys WHERE ref = ?`
 )
 
 type optOutAudit struct {
@@ -267,7 +271,8 @@ func (s *SQLite) RecipientFacts(ctx context.Context, number string) (RecipientFa
 	}
 	var f RecipientFacts
 	ref := s.trail.kr.LookupHash(number)
-	rows, err := s.r.facts.QueryContext(ctx, ref, ref)
+	key := keyHint{changes: s.trail.keys.readStarts()}
+	rows, err := s.r.facts.QueryContext(ctx, ref, ref, ref)
 	if err != nil {
 		return f, err
 	}
@@ -275,8 +280,13 @@ func (s *SQLite) RecipientFacts(ctx context.Context, number string) (RecipientFa
 	for rows.Next() {
 		var c Consent
 		var granted, withdrawn int64
-		if err := rows.Scan(&c.Seq, &c.App, &c.Category, &c.Basis, &c.Source, &granted, &withdrawn); err != nil {
+		var wrapped []byte
+		if err := rows.Scan(&c.Seq, &c.App, &c.Category, &c.Basis, &c.Source, &granted, &withdrawn, &wrapped); err != nil {
 			return f, err
+		}
+		if c.Seq == -1 { // the subject key row: App holds its key id
+			key.wrapped, key.keyID = wrapped, c.App
+			continue
 		}
 		if c.Seq == 0 { // an opt-out row: App holds its scope
 			f.OptOutScopes = append(f.OptOutScopes, c.App)
@@ -285,7 +295,11 @@ func (s *SQLite) RecipientFacts(ctx context.Context, number string) (RecipientFa
 		c.Number, c.GrantedAt, c.WithdrawnAt = number, fromNanos(granted), fromNanos(withdrawn)
 		f.Consents = append(f.Consents, c)
 	}
-	return f, rows.Err()
+	if err := rows.Err(); err != nil {
+		return f, err
+	}
+	s.trail.keys.hint(ref, key)
+	return f, nil
 }
 
 func (s *SQLite) scanConsents(ctx context.Context, q string, args ...any) ([]Consent, error) {

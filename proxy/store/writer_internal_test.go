@@ -116,3 +116,67 @@ func TestLazyWritesRideAlong(t *testing.T) {
 		}
 	}
 }
+
+// TestFactsKeyHint checks the subject key read with a recipient's facts: the Accept that follows
+// uses it instead of reading the key again, and a hint read before an erasure is never used after
+// it, so a message after an erasure is sealed under a new key that exists.
+func TestFactsKeyHint(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "db"), Options{})
+	defer s.Close()
+	bg := context.Background()
+	const to = "+6591234567"
+	accept := func(id string) {
+		t.Helper()
+		if _, err := s.Accept(bg, Accepted{ID: id, App: "a", To: to, ToMasked: "+65******67", Country: "SG",
+			Category: "transaction", Body: "b", Personal: []byte(`{"to":"` + to + `"}`), Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opens := func(id string) error {
+		t.Helper()
+		recs, err := s.AuditRange(bg, AuditQuery{MessageID: id})
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("audit of %s: %v, %v", id, recs, err)
+		}
+		_, err = s.OpenPersonal(bg, recs[0])
+		return err
+	}
+
+	// A new subject: the facts read finds no key, the Accept creates one.
+	if _, err := s.RecipientFacts(bg, to); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.trail.keys.hints.Peek(s.trail.kr.LookupHash(to)); !ok {
+		t.Fatal("the facts read left no key hint")
+	}
+	accept("m1")
+	if err := opens("m1"); err != nil {
+		t.Fatalf("m1's sealed data does not open: %v", err)
+	}
+
+	// The subject has a key now; its facts are read, then it is erased before the next Accept.
+	if _, err := s.RecipientFacts(bg, to); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EraseSubject(bg, to, "test"); err != nil {
+		t.Fatal(err)
+	}
+	accept("m2")
+	if err := opens("m2"); err != nil {
+		t.Fatalf("m2, accepted after the erasure, was sealed under the erased key: %v", err)
+	}
+	if err := opens("m1"); err == nil {
+		t.Fatal("m1 still opens after its subject was erased")
+	}
+
+	// A facts read that began before an erasure and ends after it leaves no hint.
+	ref := s.trail.kr.LookupHash(to)
+	stale := keyHint{wrapped: []byte("old"), keyID: "k", changes: s.trail.keys.readStarts()}
+	if _, err := s.EraseSubject(bg, to, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.trail.keys.hint(ref, stale)
+	if _, ok := s.trail.keys.takeHint(ref); ok {
+		t.Fatal("a key read before an erasure was kept as a hint after it")
+	}
+}
