@@ -5,15 +5,13 @@
 package simulator
 
 import (
-	"container/heap"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smsproxy/smsproxy/plugins/provider"
@@ -44,11 +42,17 @@ const maxAttempts = 100_000
 type Simulator struct {
 	now func() time.Time
 
-	mu     sync.Mutex
-	cfg    Config
-	ledger *ledger
-	// sent holds the result of every accepted idempotency key.
-	sent map[string]provider.SendResult
+	// ledger is the open ledger, nil without a state_dir or once closed; it changes under mu.
+	ledger atomic.Pointer[ledger]
+
+	mu  sync.Mutex
+	cfg Config
+	// gen counts Configure calls, so that a group committed across one does not change the new state.
+	gen uint64
+	// sent holds, for every accepted idempotency key, n of its provider message id "sim-n".
+	sent map[string]uint64
+	// sentOther holds the provider message ids of keys read from a ledger that are not "sim-n".
+	sentOther map[string]string
 	// attempts counts refusals per key, so that a retry draws a new outcome.
 	attempts  map[string]uint64
 	anonymous uint64
@@ -57,8 +61,28 @@ type Simulator struct {
 	// queue holds the events waiting for delivery, earliest first; events being delivered are
 	// in neither queue nor ledger acks.
 	queue eventQueue
-	// wake is closed and replaced when an event is queued.
+	// wake is closed and replaced when the earliest queued event changes.
 	wake chan struct{}
+
+	// gmu guards the group commit of Sends: the Sends waiting for the next group, and whether one
+	// Send leads, committing groups one after the other.
+	gmu     sync.Mutex
+	waiting []*sendOp
+	leading bool
+	// groupBuf, ackBuf and groupKeys are the leader's scratch space, reused from group to group.
+	groupBuf  []byte
+	ackBuf    []byte
+	groupKeys map[string]uint64
+}
+
+// sendOp is one Send waiting for its group to be committed.
+type sendOp struct {
+	reqs []provider.SendRequest
+	res  []provider.SendResult
+	err  error
+	// done receives when the group holding the op was committed, or when the op is to lead.
+	done chan struct{}
+	lead bool
 }
 
 var (
@@ -69,11 +93,12 @@ var (
 // New returns a simulator with DefaultConfig and no ledger.
 func New() *Simulator {
 	return &Simulator{
-		now:      time.Now,
-		cfg:      DefaultConfig(),
-		sent:     make(map[string]provider.SendResult),
-		attempts: make(map[string]uint64),
-		wake:     make(chan struct{}),
+		now:       time.Now,
+		cfg:       DefaultConfig(),
+		sent:      make(map[string]uint64),
+		attempts:  make(map[string]uint64),
+		wake:      make(chan struct{}),
+		groupKeys: make(map[string]uint64),
 	}
 }
 
@@ -98,18 +123,20 @@ func (s *Simulator) Configure(config []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ledger != nil {
-		_ = s.ledger.close()
+	if old := s.ledger.Swap(l); old != nil {
+		_ = old.close()
 	}
-	s.cfg, s.ledger = cfg, l
-	s.sent = make(map[string]provider.SendResult)
+	s.cfg = cfg
+	s.gen++
+	s.sent = make(map[string]uint64)
+	s.sentOther = nil
 	s.attempts = make(map[string]uint64)
 	s.lastPID, s.lastEvent = 0, 0
 	s.queue = nil
 	s.replay(recs)
 	s.broadcast()
 	if l != nil {
-		slog.Info("simulator ledger opened", "sent", len(s.sent), "pending_events", len(s.queue))
+		slog.Info("simulator ledger opened", "sent", len(s.sent)+len(s.sentOther), "pending_events", len(s.queue))
 	}
 	return nil
 }
@@ -120,10 +147,18 @@ func (s *Simulator) replay(recs []record) {
 	for _, r := range recs {
 		switch r.Op {
 		case opSent:
+			n, ok := pidNumber(r.ProviderMessageID)
 			if r.Key != "" {
-				s.sent[r.Key] = provider.SendResult{MessageID: r.MessageID, Accepted: true, ProviderMessageID: r.ProviderMessageID}
+				if ok && pidString(n) == r.ProviderMessageID {
+					s.sent[r.Key] = n
+				} else {
+					if s.sentOther == nil {
+						s.sentOther = make(map[string]string)
+					}
+					s.sentOther[r.Key] = r.ProviderMessageID
+				}
 			}
-			if n, ok := pidNumber(r.ProviderMessageID); ok {
+			if ok {
 				s.lastPID = max(s.lastPID, n)
 			}
 		case opEvent:
@@ -144,7 +179,7 @@ func (s *Simulator) replay(recs []record) {
 		}
 	}
 	for _, e := range pending {
-		heap.Push(&s.queue, e)
+		s.queue.push(e)
 	}
 }
 
@@ -152,12 +187,10 @@ func (s *Simulator) replay(recs []record) {
 func (s *Simulator) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ledger == nil {
-		return nil
+	if l := s.ledger.Swap(nil); l != nil {
+		return l.close()
 	}
-	err := s.ledger.close()
-	s.ledger = nil
-	return err
+	return nil
 }
 
 // Capabilities describes the simulator.
@@ -167,6 +200,11 @@ func (s *Simulator) Capabilities(context.Context) (provider.Capabilities, error)
 
 // Send accepts or refuses each message. A repeated idempotency key returns the original result and
 // sends nothing. With a ledger, the batch is on disk before Send returns.
+//
+// Sends are committed in groups. A Send that finds no group being committed leads: it takes every
+// Send waiting (itself included), decides their messages, writes their records in one write and
+// one fsync, answers them, and hands the lead to a Send that arrived meanwhile. So concurrent
+// Sends share an fsync, and a Send never answers before its records are on disk.
 func (s *Simulator) Send(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
 	if len(reqs) > MaxBatch {
 		return nil, &provider.Error{Code: provider.CodeBatchTooLarge, Message: fmt.Sprintf("simulator: at most %d messages per batch", MaxBatch)}
@@ -186,34 +224,139 @@ func (s *Simulator) Send(ctx context.Context, reqs []provider.SendRequest) ([]pr
 		return nil, err
 	}
 
+	op := &sendOp{reqs: reqs, done: make(chan struct{}, 1)}
+	s.gmu.Lock()
+	s.waiting = append(s.waiting, op)
+	follow := s.leading
+	s.leading = true
+	s.gmu.Unlock()
+	if follow {
+		<-op.done
+		if !op.lead {
+			return op.res, op.err
+		}
+	}
+	s.lead(op)
+	return op.res, op.err
+}
+
+// lead commits the group of Sends waiting now, self among them, answers them, and hands the lead to
+// the first Send that arrived meanwhile, if any.
+func (s *Simulator) lead(self *sendOp) {
+	s.gmu.Lock()
+	group := s.waiting
+	s.waiting = nil
+	s.gmu.Unlock()
+
+	s.commit(group)
+
+	s.gmu.Lock()
+	var next *sendOp
+	if len(s.waiting) > 0 {
+		next = s.waiting[0]
+		next.lead = true
+	} else {
+		s.leading = false
+	}
+	s.gmu.Unlock()
+	for _, op := range group {
+		if op != self {
+			op.done <- struct{}{}
+		}
+	}
+	if next != nil {
+		next.done <- struct{}{}
+	}
+}
+
+// commit decides the messages of a group of Sends, makes their records durable and then, only if
+// that succeeded, applies them: known keys, provider ids, events to deliver. If the ledger cannot
+// be written, every Send of the group fails and nothing of it was sent. Only the leader calls it.
+func (s *Simulator) commit(ops []*sendOp) {
+	s.mu.Lock()
+	gen, l := s.gen, s.ledger.Load()
+	clear(s.groupKeys)
+	g := &group{
+		cfg: s.cfg, now: s.now(), ledger: l != nil,
+		lastPID: s.lastPID, lastEvent: s.lastEvent, keys: s.groupKeys, buf: s.groupBuf[:0],
+	}
+	for _, op := range ops {
+		s.decide(g, op)
+	}
+	s.mu.Unlock()
+
+	err := g.err
+	if err == nil && l != nil && len(g.buf) > 0 {
+		s.ackBuf, err = l.commit(g.buf, s.ackBuf)
+		if cap(s.ackBuf) > maxSpareBuffer {
+			s.ackBuf = nil
+		}
+	}
+	if cap(g.buf) <= maxSpareBuffer {
+		s.groupBuf = g.buf[:0]
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg := s.cfg
-	now := s.now()
-	res := make([]provider.SendResult, len(reqs))
-	var (
-		recs     []record
-		events   []*event
-		accepted map[string]provider.SendResult
-		lastPID  = s.lastPID
-		lastEv   = s.lastEvent
-	)
-	for i := range reqs {
-		r := &reqs[i]
-		res[i].MessageID = r.MessageID
+	if err != nil {
+		slog.Error("simulator ledger write failed", "err", err)
+		perr := &provider.Error{Code: CodeLedger, Message: "simulator: the ledger could not be written; nothing was sent", Retryable: true, Err: err}
+		for _, op := range ops {
+			op.res, op.err = nil, perr
+		}
+		return
+	}
+	if s.gen != gen {
+		return // Configure started over meanwhile.
+	}
+	s.lastPID, s.lastEvent = g.lastPID, g.lastEvent
+	for k, n := range g.keys {
+		s.sent[k] = n
+		if len(s.attempts) > 0 {
+			delete(s.attempts, k)
+		}
+	}
+	s.push(g.events...)
+}
+
+// group is what commit decided for a group of Sends and has yet to make durable.
+type group struct {
+	cfg    Config
+	now    time.Time
+	ledger bool // whether records are to be written
+	// lastPID and lastEvent are the last numbers handed out, in the group or before it.
+	lastPID   uint64
+	lastEvent uint64
+	// keys holds n of "sim-n" for the idempotency keys the group accepts.
+	keys map[string]uint64
+	// events are the events the group schedules.
+	events []*event
+	// buf holds the group's ledger lines, err the first failure to encode one.
+	buf []byte
+	err error
+}
+
+// decide answers the requests of op, adding what they send to g; s.mu must be held.
+func (s *Simulator) decide(g *group, op *sendOp) {
+	cfg := &g.cfg
+	op.res = make([]provider.SendResult, len(op.reqs))
+	first := len(g.events)
+	var receipts []event // the receipts of op, allocated together
+	for i := range op.reqs {
+		r, res := &op.reqs[i], &op.res[i]
+		res.MessageID = r.MessageID
 		if r.To == "" {
-			res[i].ErrorCode, res[i].ErrorMessage = CodeInvalidRequest, "the message has no destination"
+			res.ErrorCode, res.ErrorMessage = CodeInvalidRequest, "the message has no destination"
 			continue
 		}
 		key := r.IdempotencyKey
 		if key != "" {
-			prev, ok := s.sent[key]
-			if !ok {
-				prev, ok = accepted[key]
+			if pid, ok := s.sentPID(key); ok {
+				res.Accepted, res.ProviderMessageID = true, pid
+				continue
 			}
-			if ok {
-				prev.MessageID = r.MessageID
-				res[i] = prev
+			if n, ok := g.keys[key]; ok {
+				res.Accepted, res.ProviderMessageID = true, pidString(n)
 				continue
 			}
 		}
@@ -225,66 +368,68 @@ func (s *Simulator) Send(ctx context.Context, reqs []provider.SendRequest) ([]pr
 			s.anonymous++
 			draw = "#" + strconv.FormatUint(s.anonymous, 10)
 		}
-		if chance(cfg.Seed, "send", draw, s.attempts[draw]) < cfg.FailureRate {
+		if cfg.FailureRate > 0 && chance(cfg.Seed, "send", draw, s.attempts[draw]) < cfg.FailureRate {
 			if len(s.attempts) < maxAttempts {
 				s.attempts[draw]++
 			}
-			res[i].ErrorCode, res[i].ErrorMessage, res[i].Retryable = CodeFailure, "simulated provider failure", true
+			res.ErrorCode, res.ErrorMessage, res.Retryable = CodeFailure, "simulated provider failure", true
 			continue
 		}
-		lastPID++
-		pid := "sim-" + strconv.FormatUint(lastPID, 10)
-		res[i].Accepted, res[i].ProviderMessageID = true, pid
+		g.lastPID++
+		pid := pidString(g.lastPID)
+		res.Accepted, res.ProviderMessageID = true, pid
 		if key != "" {
-			if accepted == nil {
-				accepted = make(map[string]provider.SendResult)
-			}
-			accepted[key] = res[i]
+			g.keys[key] = g.lastPID
 		}
-		recs = append(recs, record{Op: opSent, Key: key, MessageID: r.MessageID, ProviderMessageID: pid, At: now})
+		g.append(&record{Op: opSent, Key: key, MessageID: r.MessageID, ProviderMessageID: pid, At: g.now})
 
-		due := now.Add(cfg.ReceiptDelay)
-		lastEv++
-		receipt := &event{id: lastEv, due: due, ev: provider.Event{
+		due := g.now.Add(cfg.ReceiptDelay)
+		g.lastEvent++
+		if receipts == nil {
+			// At most one receipt per request left, so appending never moves the events.
+			receipts = make([]event, 0, len(op.reqs)-i)
+		}
+		receipts = append(receipts, event{id: g.lastEvent, due: due, ev: provider.Event{
 			Kind: provider.EventReceipt, ProviderMessageID: pid, Status: provider.StatusDelivered, At: due,
-		}}
-		if chance(cfg.Seed, "receipt", pid, 0) < cfg.ReceiptFailureRate {
+		}})
+		receipt := &receipts[len(receipts)-1]
+		if cfg.ReceiptFailureRate > 0 && chance(cfg.Seed, "receipt", pid, 0) < cfg.ReceiptFailureRate {
 			receipt.ev.Status = provider.StatusUndeliverable
 			receipt.ev.ErrorCode, receipt.ev.ErrorMessage = CodeUndeliverable, "simulated undeliverable message"
 		}
-		events = append(events, receipt)
+		g.events = append(g.events, receipt)
 		for _, rep := range cfg.Replies {
 			if !strings.HasSuffix(r.To, rep.ToSuffix) {
 				continue
 			}
-			lastEv++
-			due := now.Add(rep.After)
-			events = append(events, &event{id: lastEv, due: due, ev: provider.Event{
+			g.lastEvent++
+			due := g.now.Add(rep.After)
+			g.events = append(g.events, &event{id: g.lastEvent, due: due, ev: provider.Event{
 				Kind: provider.EventInbound, From: r.To, To: r.From, Body: rep.Body, At: due,
 			}})
 		}
 	}
-	for _, e := range events {
-		recs = append(recs, e.record())
+	// The records of op are laid out as a Send alone would write them: its messages, then its
+	// events.
+	for _, e := range g.events[first:] {
+		g.append(e.record())
 	}
-	if s.ledger != nil && len(recs) > 0 {
-		if err := s.ledger.append(recs, true); err != nil {
-			slog.Error("simulator ledger write failed", "err", err)
-			return nil, &provider.Error{Code: CodeLedger, Message: "simulator: the ledger could not be written; nothing was sent", Retryable: true, Err: err}
-		}
+}
+
+// append adds the ledger line of r to the group's, if it keeps a ledger.
+func (g *group) append(r *record) {
+	if g.ledger && g.err == nil {
+		g.buf, g.err = appendRecord(g.buf, r)
 	}
-	s.lastPID, s.lastEvent = lastPID, lastEv
-	for k, r := range accepted {
-		s.sent[k] = r
-		delete(s.attempts, k)
+}
+
+// sentPID returns the provider message id of an accepted key; s.mu must be held.
+func (s *Simulator) sentPID(key string) (string, bool) {
+	if n, ok := s.sent[key]; ok {
+		return pidString(n), true
 	}
-	for _, e := range events {
-		heap.Push(&s.queue, e)
-	}
-	if len(events) > 0 {
-		s.broadcast()
-	}
-	return res, nil
+	pid, ok := s.sentOther[key]
+	return pid, ok
 }
 
 // Receive delivers due events to handle until ctx ends, keeping up to receive_window calls of
@@ -296,33 +441,57 @@ func (s *Simulator) Receive(ctx context.Context, handle func(provider.Event) err
 	window := s.cfg.ReceiveWindow
 	s.mu.Unlock()
 
-	work := make(chan *event)
-	var wg sync.WaitGroup
+	// inflight counts the events handed to workers and not yet settled. When it drops to zero, a
+	// burst of deliveries is over and its acks are written at once rather than after ackDelay.
+	var (
+		work     = make(chan *event)
+		inflight atomic.Int64
+		wg       sync.WaitGroup
+	)
+	flushAcks := func() {
+		if l := s.ledger.Load(); l != nil {
+			l.flushAcks()
+		}
+	}
 	for range window {
 		wg.Go(func() {
 			for e := range work {
 				s.settle(e, handle(e.ev))
+				if inflight.Add(-1) == 0 {
+					flushAcks()
+				}
 			}
 		})
 	}
 	defer func() {
 		close(work)
 		wg.Wait()
+		flushAcks() // The stream is over; acks need not wait for more.
 	}()
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	due := make([]*event, 0, window)
 	for {
-		e, wait, wake := s.next()
-		if e != nil {
+		var (
+			wait time.Duration
+			wake <-chan struct{}
+		)
+		due, wait, wake = s.take(due[:0], window)
+		for i, e := range due {
+			inflight.Add(1)
 			select {
 			case work <- e:
-				continue
 			case <-ctx.Done():
-				s.requeue(e, e.due)
+				inflight.Add(-1)
+				s.requeue(due[i:])
 				return ctx.Err()
 			}
+		}
+		if len(due) > 0 {
+			clear(due)
+			continue
 		}
 		var fire <-chan time.Time
 		if wait > 0 {
@@ -339,46 +508,61 @@ func (s *Simulator) Receive(ctx context.Context, handle func(provider.Event) err
 	}
 }
 
-// next takes the first due event off the queue, or says how long until one is due (0: none queued)
-// and returns the channel closed when one is queued.
-func (s *Simulator) next() (*event, time.Duration, <-chan struct{}) {
+// take moves up to n due events off the queue to dst. If none is due it says how long until one is
+// (0: none queued) and returns the channel closed when the earliest event changes.
+func (s *Simulator) take(dst []*event, n int) ([]*event, time.Duration, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
-		return nil, 0, s.wake
+		return dst, 0, s.wake
 	}
-	if wait := s.queue[0].due.Sub(s.now()); wait > 0 {
-		return nil, wait, s.wake
+	now := s.now()
+	for len(s.queue) > 0 && len(dst) < n && !s.queue[0].due.After(now) {
+		dst = append(dst, s.queue.pop())
 	}
-	return heap.Pop(&s.queue).(*event), 0, nil
+	if len(dst) > 0 {
+		return dst, 0, nil
+	}
+	return dst, s.queue[0].due.Sub(now), s.wake
 }
 
 // settle records the outcome of one delivery.
 func (s *Simulator) settle(e *event, err error) {
 	if err != nil {
 		s.mu.Lock()
-		delay := s.cfg.RedeliveryDelay
-		now := s.now()
+		e.due = s.now().Add(s.cfg.RedeliveryDelay)
+		s.push(e)
 		s.mu.Unlock()
-		s.requeue(e, now.Add(delay))
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ledger != nil {
-		if err := s.ledger.append([]record{{Op: opAck, ID: e.id}}, false); err != nil {
-			// The event will be delivered again after a restart; the host tolerates that.
-			slog.Warn("simulator ledger ack write failed", "err", err)
-		}
+	if l := s.ledger.Load(); l != nil {
+		l.ack(e.id)
 	}
 }
 
-func (s *Simulator) requeue(e *event, due time.Time) {
+// requeue puts events taken but not delivered back, due when they were.
+func (s *Simulator) requeue(events []*event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e.due = due
-	heap.Push(&s.queue, e)
-	s.broadcast()
+	s.push(events...)
+}
+
+// push queues events and wakes every Receive if the earliest event changed; a Receive waits for
+// the earliest one, so a later one needs no wake-up. s.mu must be held.
+func (s *Simulator) push(events ...*event) {
+	if len(events) == 0 {
+		return
+	}
+	var head *event
+	if len(s.queue) > 0 {
+		head = s.queue[0]
+	}
+	for _, e := range events {
+		s.queue.push(e)
+	}
+	if s.queue[0] != head {
+		s.broadcast()
+	}
 }
 
 // broadcast wakes every Receive; s.mu must be held.
@@ -394,8 +578,9 @@ type event struct {
 	ev  provider.Event
 }
 
-func (e *event) record() record {
-	return record{
+// record returns the ledger record that schedules e.
+func (e *event) record() *record {
+	return &record{
 		Op:                opEvent,
 		ID:                e.id,
 		Kind:              string(e.ev.Kind),
@@ -406,43 +591,84 @@ func (e *event) record() record {
 		From:              e.ev.From,
 		To:                e.ev.To,
 		Body:              e.ev.Body,
-		At:                e.due,
+		At:                e.ev.At,
 	}
 }
 
 // eventQueue is a min-heap of events by due time, then id.
 type eventQueue []*event
 
-func (q eventQueue) Len() int { return len(q) }
-func (q eventQueue) Less(i, j int) bool {
+func (q eventQueue) less(i, j int) bool {
 	if !q[i].due.Equal(q[j].due) {
 		return q[i].due.Before(q[j].due)
 	}
 	return q[i].id < q[j].id
 }
-func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
+
+func (q *eventQueue) push(e *event) {
+	*q = append(*q, e)
+	h := *q
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (q *eventQueue) pop() *event {
+	h := *q
+	n := len(h) - 1
+	e := h[0]
+	h[0], h[n] = h[n], nil
+	h = h[:n]
+	*q = h
+	for i := 0; ; {
+		least := i
+		if l := 2*i + 1; l < n && h.less(l, least) {
+			least = l
+		}
+		if r := 2*i + 2; r < n && h.less(r, least) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		h[i], h[least] = h[least], h[i]
+		i = least
+	}
 	return e
 }
 
 // chance returns a number in [0, 1) determined by seed, label, key and attempt only, so outcomes do
-// not depend on batch composition, concurrency or restarts.
+// not depend on batch composition, concurrency or restarts. It is FNV-1a (64 bits) of the seed
+// and the attempt in little-endian order and of label and key separated by a zero byte, finished
+// with splitmix64.
 func chance(seed int64, label, key string, attempt uint64) float64 {
-	h := fnv.New64a()
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(seed))
-	h.Write(b[:])
-	h.Write([]byte(label))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
-	binary.LittleEndian.PutUint64(b[:], attempt)
-	h.Write(b[:])
-	x := h.Sum64()
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	x := uint64(offset64)
+	for i := range 8 {
+		x ^= uint64(seed) >> (8 * i) & 0xff
+		x *= prime64
+	}
+	for i := 0; i < len(label); i++ {
+		x ^= uint64(label[i])
+		x *= prime64
+	}
+	x *= prime64 // the zero byte: x ^= 0
+	for i := 0; i < len(key); i++ {
+		x ^= uint64(key[i])
+		x *= prime64
+	}
+	for i := range 8 {
+		x ^= attempt >> (8 * i) & 0xff
+		x *= prime64
+	}
 	// splitmix64 finaliser: spreads FNV's weak low bits.
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
@@ -460,4 +686,10 @@ func pidNumber(pid string) (uint64, bool) {
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	return n, err == nil
+}
+
+// pidString returns the provider message id "sim-n".
+func pidString(n uint64) string {
+	var b [24]byte
+	return string(strconv.AppendUint(append(b[:0], "sim-"...), n, 10))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,17 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestMain(m *testing.M) {
+	if os.Getenv(pluginEnv) != "" {
+		// A plugin process of BenchmarkHostLoad.
+		if path := os.Getenv(pluginProfileEnv); path != "" {
+			f, err := os.Create(path)
+			if err == nil && pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+		provider.Serve(New())
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
