@@ -15,7 +15,7 @@ default content_lists := {}
 
 content_lists := data.region.content.lists
 
-scan := smsproxy.content_scan(body, content_lists)
+scan := smsproxy.content_scan(input.message.body, content_lists)
 
 deny contains {
 	"code": "content_phrase_refused",
@@ -60,15 +60,17 @@ mask_body if {
 	scan.iban
 }
 
-template_ok if data.region.templates[input.message.template.id].category == category
-
-template_ok if smsproxy.template_match(body, category, data.region.templates) != ""
+template_ok if {
+	data.region.templates[input.message.template.id].category == input.message.category
+} else if {
+	smsproxy.template_match(body, input.message.category, data.region.templates) != ""
+}
 
 deny contains {
 	"code": "template_not_registered",
 	"message": sprintf("Messages of category %q to %s must use a registered template, and this one matches none.", [category, country]),
 	"rule": "smsproxy.content.template_not_registered",
 } if {
-	category in country_data.templates_required
+	input.message.category in country_data.templates_required
 	not template_ok
 }

@@ -4,7 +4,7 @@
 package smsproxy
 
 # country_data is the region's entry for the destination country; undefined when not served.
-country_data := data.region.countries[country]
+country_data := data.region.countries[input.message.country]
 
 # country_label names the country in sentences.
 country_label := country if {

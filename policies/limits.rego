@@ -9,53 +9,66 @@
 #   velocity_prefix   a burst to one number prefix of `digits` digits (SMS pumping guard)
 #   10DLC             each US campaign's per-minute cap and each brand's daily cap
 #
-# smsproxy.limit(cfg, limit) adds the region's rate, period and burst (0 when absent) to the rule's
-# code, counter key and sentence, writing cfg's numbers where the sentence says {rate} and {period}.
-# Limits are declared for every allowed message, so keys and sentences are joined with concat rather
-# than sprintf (app names are lower-case letters, digits, - and _, so quoting them needs no escapes).
+# smsproxy.limit_for(value, data.region.limits, limit) adds the rate, period and burst (0 when absent)
+# of the region's limit named by "limit" to the rule's code, counter key and sentence, writing the
+# message's value where they say {value} and the region's numbers where the sentence says {rate} and
+# {period}. Limits are declared for every allowed message, so the limit is a constant the built-in
+# prepares once rather than a string each message builds with concat or sprintf (app names are
+# lower-case letters, digits, - and _, so quoting them needs no escapes).
 package smsproxy
 
-limits contains smsproxy.limit(data.region.limits.app, {
+limits contains smsproxy.limit_for(app, data.region.limits, {
+	"limit": "app",
 	"code": "app_rate_exceeded",
-	"key": concat("", ["app:", input.app]),
-	"message": concat("", ["App \"", input.app, "\" has reached its limit of {rate} messages per {period}."]),
+	"key": "app:{value}",
+	"message": "App \"{value}\" has reached its limit of {rate} messages per {period}.",
 }) if {
-	input.app != ""
+	app := input.app
+	app != ""
 }
 
-limits contains smsproxy.limit(data.region.limits.otp_per_device, {
+limits contains smsproxy.limit_for(device, data.region.limits, {
+	"limit": "otp_per_device",
 	"code": "otp_device_daily_limit",
-	"key": concat("", ["otp:device:", input.message.device_id]),
+	"key": "otp:device:{value}",
 	"message": "This device has already received {rate} one-time passwords in the last {period}.",
 }) if {
 	input.message.category == "otp"
-	input.message.device_id != ""
+	device := input.message.device_id
+	device != ""
 }
 
-limits contains smsproxy.limit(data.region.limits.otp_per_number, {
+limits contains smsproxy.limit_for(to, data.region.limits, {
+	"limit": "otp_per_number",
 	"code": "otp_resend_too_soon",
-	"key": concat("", ["otp:to:", input.message.to]),
+	"key": "otp:to:{value}",
 	"message": "A one-time password was sent to this number less than {period} ago; please wait before asking for another.",
 }) if {
 	input.message.category == "otp"
-	input.message.to != ""
+	to := input.message.to
+	to != ""
 }
 
-limits contains smsproxy.limit(data.region.limits.velocity_country, {
+limits contains smsproxy.limit_for(destination, data.region.limits, {
+	"limit": "velocity_country",
 	"code": "velocity_country_exceeded",
-	"key": concat("", ["velocity:country:", country]),
-	"message": concat("", ["Too many messages to ", country, " in a short time (more than {rate} per {period}); this looks like SMS pumping."]),
+	"key": "velocity:country:{value}",
+	"message": "Too many messages to {value} in a short time (more than {rate} per {period}); this looks like SMS pumping.",
 }) if {
-	country != ""
+	destination := input.message.country
+	destination != ""
 }
 
-limits contains smsproxy.limit(cfg, {
+# The prefix is the "+" and the first `digits` digits of the number.
+limits contains smsproxy.limit_for(substring(to, 0, prefix), data.region.limits, {
+	"limit": "velocity_prefix",
 	"code": "velocity_prefix_exceeded",
-	"key": concat("", ["velocity:prefix:", substring(input.message.to, 0, cfg.digits + 1)]),
+	"key": "velocity:prefix:{value}",
 	"message": "Too many messages to one number range in a short time (more than {rate} per {period}); this looks like SMS pumping.",
 }) if {
-	cfg := data.region.limits.velocity_prefix
-	count(input.message.to) > cfg.digits + 1
+	prefix := data.region.limits.velocity_prefix.digits + 1
+	to := input.message.to
+	count(to) > prefix
 }
 
 limits contains {

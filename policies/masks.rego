@@ -9,9 +9,9 @@ default mask_fields := {"to": "phone"}
 
 mask_fields := data.region.masking.fields
 
-# masks lists the fields in key order, then the body. smsproxy.field_masks turns the region's
-# fields object into that list once per data revision, not once per message.
-masks := array.concat(smsproxy.field_masks(mask_fields), [{"field": "body", "style": body_style}])
+# masks lists the fields in key order, then the body. smsproxy.masks turns the region's fields
+# object and the body's style into that list once per data revision, not once per message.
+masks := smsproxy.masks(mask_fields, body_style)
 
 default category_styles := {"otp": "full", "security": "full"}
 
@@ -22,7 +22,7 @@ default body_style := "none"
 body_style := "full" if {
 	mask_body
 } else := style if {
-	style := category_styles[category]
+	style := category_styles[input.message.category]
 } else := style if {
 	style := mask_fields.body
 }

@@ -48,6 +48,10 @@ const (
 	// BuiltinFieldMasks is smsproxy.field_masks(fields): the object {field: style} as the array
 	// [{"field": f, "style": s}, …] in key order, leaving out "body"; computed once per data value.
 	BuiltinFieldMasks = "smsproxy.field_masks"
+	// BuiltinMasks is smsproxy.masks(fields, body_style): smsproxy.field_masks(fields) followed by
+	// {"field": "body", "style": body_style}, the whole masks list of a decision in one call; computed
+	// once per data value and style.
+	BuiltinMasks = "smsproxy.masks"
 	// BuiltinLimit is smsproxy.limit(cfg, limit): the limit {"key", "rate", "period", "burst", "code",
 	// "message"} a rule declares. cfg is one entry of data.region.limits ({"rate": n, "period": p} with
 	// an optional "burst", 0 when absent); limit is {"code": c, "key": k, "message": m}, where "{rate}" and
@@ -55,6 +59,13 @@ const (
 	// reading cfg.rate and cfg.period would be, and an error when the rate is not a whole number or the
 	// period not a string.
 	BuiltinLimit = "smsproxy.limit"
+	// BuiltinLimitFor is smsproxy.limit_for(value, limits, limit): smsproxy.limit(limits[name], limit) for
+	// a limit {"limit": name, "code": c, "key": k, "message": m} whose key and sentence hold the message's
+	// value (an app, a number, …) where they say "{value}". limits is data.region.limits, read once for
+	// every limit a message declares, and limit a constant in the policy, so the rule builds nothing of
+	// its own: the sentence is split at its placeholders once per policy, not once per message. It is
+	// undefined when limits has no entry name, and otherwise undefined or an error as smsproxy.limit is.
+	BuiltinLimitFor = "smsproxy.limit_for"
 )
 
 func init() {
@@ -110,12 +121,23 @@ func init() {
 		Decl: types.NewFunction(types.Args(types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
 			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
 	}, fieldMasksBuiltin)
+	rego.RegisterBuiltin2(&rego.Function{
+		Name:        BuiltinMasks,
+		Description: "The decision's masks: the {field: style} object as a list in key order without body, then the body's style.",
+		Decl: types.NewFunction(types.Args(types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)), types.S),
+			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
+	}, masksBuiltin)
 	anyObject := types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))
 	rego.RegisterBuiltin2(&rego.Function{
 		Name:        BuiltinLimit,
 		Description: "A declared limit: the region's rate, period and burst with the rule's code, key and sentence.",
 		Decl:        types.NewFunction(types.Args(anyObject, anyObject), anyObject),
 	}, limitBuiltin)
+	rego.RegisterBuiltin3(&rego.Function{
+		Name:        BuiltinLimitFor,
+		Description: "A declared limit for a value of the message: the named region limit's rate, period and burst with the rule's code, key and sentence.",
+		Decl:        types.NewFunction(types.Args(types.S, anyObject, anyObject), anyObject),
+	}, limitForBuiltin)
 }
 
 func stringOperand(t *ast.Term, fn string) (string, error) {
@@ -261,8 +283,12 @@ func contentScanBuiltin(_ rego.BuiltinContext, text, lists *ast.Term) (*ast.Term
 		return nil, err
 	}
 	var hits [][2]*ast.Term
+	norm := ""
+	if len(ms) > 0 {
+		norm = NormalizeText(s) // once for every list
+	}
 	for _, l := range ms {
-		found := l.m.Match(s)
+		found := l.m.matchNormalized(norm)
 		if len(found) == 0 {
 			continue
 		}
@@ -300,6 +326,64 @@ func fieldMasksBuiltin(_ rego.BuiltinContext, fields *ast.Term) (*ast.Term, erro
 		}
 		return ast.ArrayTerm(masks...), nil
 	})
+}
+
+// bodyMasks are the masks lists of one fields object, one per body style.
+type bodyMasks struct {
+	fields []*ast.Term // the field masks, without body
+	mu     sync.Mutex
+	styles atomic.Pointer[map[string]*ast.Term]
+}
+
+var masksCache dataCache[*bodyMasks]
+
+func masksBuiltin(_ rego.BuiltinContext, fields, style *ast.Term) (*ast.Term, error) {
+	obj, ok := fields.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: fields must be an object, got %s", BuiltinMasks, ast.ValueName(fields.Value))
+	}
+	s, err := stringOperand(style, BuiltinMasks)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := masksCache.get(obj, func() (*bodyMasks, error) {
+		fm, err := fieldMasksBuiltin(rego.BuiltinContext{}, fields)
+		if err != nil {
+			return nil, err
+		}
+		bm := &bodyMasks{}
+		fm.Value.(*ast.Array).Foreach(func(t *ast.Term) { bm.fields = append(bm.fields, t) })
+		return bm, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return bm.with(s), nil
+}
+
+// with returns the masks list ending with the body's style; lists are kept per style (a region uses a
+// handful), so deciding a message allocates none.
+func (bm *bodyMasks) with(style string) *ast.Term {
+	if m := bm.styles.Load(); m != nil {
+		if t, ok := (*m)[style]; ok {
+			return t
+		}
+	}
+	terms := make([]*ast.Term, 0, len(bm.fields)+1)
+	terms = append(terms, bm.fields...)
+	terms = append(terms, ast.ObjectTerm([2]*ast.Term{keyField, keyBody}, [2]*ast.Term{keyStyle, ast.StringTerm(style)}))
+	t := ast.ArrayTerm(terms...)
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	next := map[string]*ast.Term{}
+	if m := bm.styles.Load(); m != nil && len(*m) < dataCacheSize {
+		for k, x := range *m {
+			next[k] = x
+		}
+	}
+	next[style] = t
+	bm.styles.Store(&next)
+	return t
 }
 
 var limitPlaceholders = [...]string{"{rate}", "{period}"}
@@ -356,6 +440,157 @@ func limitBuiltin(_ rego.BuiltinContext, cfgTerm, specTerm *ast.Term) (*ast.Term
 		[2]*ast.Term{keyBurst, burst},
 		[2]*ast.Term{keyCode, code},
 		[2]*ast.Term{keyMessage, msg},
+	), nil
+}
+
+// limitTemplate is a limit of smsproxy.limit_for split at its placeholders, once per policy.
+type limitTemplate struct {
+	name     *ast.Term
+	code     *ast.Term
+	key      []templatePart
+	message  []templatePart
+	constKey *ast.Term // the key when it holds no {value}
+}
+
+// templatePart is literal text followed by a placeholder (one of the limitValue… constants, or none).
+type templatePart struct {
+	text string
+	then int
+}
+
+const (
+	limitNone = iota
+	limitValue
+	limitRate
+	limitPeriod
+)
+
+var (
+	keyLimit        = ast.InternedTerm("limit")
+	limitTemplates  dataCache[*limitTemplate]
+	placeholderKind = map[string]int{"{value}": limitValue, "{rate}": limitRate, "{period}": limitPeriod}
+)
+
+// splitTemplate splits text at the placeholders it may hold.
+func splitTemplate(text string, allowed ...int) []templatePart {
+	var parts []templatePart
+	for {
+		i := strings.IndexByte(text, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(text[i:], '}')
+		if j < 0 {
+			break
+		}
+		kind := placeholderKind[text[i:i+j+1]]
+		if kind == limitNone || !slices.Contains(allowed, kind) {
+			// not a placeholder: keep the brace as text and look further
+			parts = append(parts, templatePart{text: text[:i+1]})
+			text = text[i+1:]
+			continue
+		}
+		parts = append(parts, templatePart{text: text[:i], then: kind})
+		text = text[i+j+1:]
+	}
+	return append(parts, templatePart{text: text})
+}
+
+func newLimitTemplate(spec ast.Object) (*limitTemplate, error) {
+	name, code, key, msg := spec.Get(keyLimit), spec.Get(keyCode), spec.Get(keyKey), spec.Get(keyMessage)
+	if name == nil || code == nil || key == nil || msg == nil {
+		return nil, fmt.Errorf("%s: the limit needs a limit name, a code, a key and a message", BuiltinLimitFor)
+	}
+	k, ok := key.Value.(ast.String)
+	if !ok {
+		return nil, fmt.Errorf("%s: the key must be a string, got %s", BuiltinLimitFor, ast.ValueName(key.Value))
+	}
+	m, ok := msg.Value.(ast.String)
+	if !ok {
+		return nil, fmt.Errorf("%s: the message must be a string, got %s", BuiltinLimitFor, ast.ValueName(msg.Value))
+	}
+	t := &limitTemplate{name: name, code: code, key: splitTemplate(string(k), limitValue), message: splitTemplate(string(m), limitValue, limitRate, limitPeriod)}
+	if len(t.key) == 1 {
+		t.constKey = key
+	}
+	return t, nil
+}
+
+// fill writes parts with the placeholders' values.
+func fill(parts []templatePart, values *[4]string) string {
+	if len(parts) == 1 {
+		return parts[0].text
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p.text) + len(values[p.then])
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range parts {
+		b.WriteString(p.text)
+		b.WriteString(values[p.then])
+	}
+	return b.String()
+}
+
+func limitForBuiltin(_ rego.BuiltinContext, valueTerm, limitsTerm, specTerm *ast.Term) (*ast.Term, error) {
+	value, err := stringOperand(valueTerm, BuiltinLimitFor)
+	if err != nil {
+		return nil, err
+	}
+	limits, ok := limitsTerm.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: the limits must be an object, got %s", BuiltinLimitFor, ast.ValueName(limitsTerm.Value))
+	}
+	spec, ok := specTerm.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: the limit must be an object, got %s", BuiltinLimitFor, ast.ValueName(specTerm.Value))
+	}
+	t, err := limitTemplates.get(spec, func() (*limitTemplate, error) { return newLimitTemplate(spec) })
+	if err != nil {
+		return nil, err
+	}
+	cfgTerm := limits.Get(t.name)
+	if cfgTerm == nil {
+		return nil, nil // as undefined as data.region.limits[name]
+	}
+	cfg, ok := cfgTerm.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s: the limit's data must be an object, got %s", BuiltinLimitFor, ast.ValueName(cfgTerm.Value))
+	}
+	rateTerm, period := cfg.Get(keyRate), cfg.Get(keyPeriod)
+	if rateTerm == nil || period == nil {
+		return nil, nil // as undefined as cfg.rate or cfg.period
+	}
+	rate, ok := rateTerm.Value.(ast.Number)
+	if !ok {
+		return nil, fmt.Errorf("%s: rate must be a number, got %s", BuiltinLimitFor, ast.ValueName(rateTerm.Value))
+	}
+	rateText, ok := wholeNumber(rate)
+	if !ok {
+		return nil, fmt.Errorf("%s: rate must be a whole number, got %v", BuiltinLimitFor, rate)
+	}
+	periodText, ok := period.Value.(ast.String)
+	if !ok {
+		return nil, fmt.Errorf("%s: period must be a string, got %s", BuiltinLimitFor, ast.ValueName(period.Value))
+	}
+	burst := cfg.Get(keyBurst)
+	if burst == nil {
+		burst = ast.InternedTerm(0)
+	}
+	values := [4]string{limitValue: value, limitRate: rateText, limitPeriod: string(periodText)}
+	key := t.constKey
+	if key == nil {
+		key = ast.StringTerm(fill(t.key, &values))
+	}
+	return ast.ObjectTerm(
+		[2]*ast.Term{keyKey, key},
+		[2]*ast.Term{keyRate, rateTerm},
+		[2]*ast.Term{keyPeriod, period},
+		[2]*ast.Term{keyBurst, burst},
+		[2]*ast.Term{keyCode, t.code},
+		[2]*ast.Term{keyMessage, ast.StringTerm(fill(t.message, &values))},
 	), nil
 }
 
@@ -480,61 +715,67 @@ func NormalizeText(s string) string {
 	if !ascii {
 		s = norm.NFD.String(s)
 	}
-	words := make([]string, 0, 16)
-	var b strings.Builder
-	b.Grow(len(s))
-	flush := func() {
-		if b.Len() > 0 {
-			words = append(words, b.String())
-			b.Reset()
-		}
-	}
+	// The words' characters, folded, one after the other in buf; ends[i] is where word i ends.
+	buf := make([]byte, 0, len(s))
+	var endsArray [32]int
+	ends := endsArray[:0]
 	for _, r := range s {
 		switch {
 		case r < utf8.RuneSelf:
 			c := byte(r)
 			switch {
 			case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-				b.WriteByte(c)
+				buf = append(buf, c)
+				continue
 			case c >= 'A' && c <= 'Z':
-				b.WriteByte(c + 'a' - 'A')
-			default:
-				flush()
+				buf = append(buf, c+'a'-'A')
+				continue
 			}
 		case unicode.Is(unicode.Mn, r):
-			// a combining accent: dropped
+			continue // a combining accent: dropped
 		case unicode.IsLetter(r) || unicode.IsDigit(r):
 			switch r {
 			case 'ß':
-				b.WriteString("ss")
+				buf = append(buf, "ss"...)
 			case 'ı':
-				b.WriteByte('i')
+				buf = append(buf, 'i')
 			default:
-				b.WriteRune(unicode.ToLower(r))
+				buf = utf8.AppendRune(buf, unicode.ToLower(r))
 			}
-		default:
-			flush()
+			continue
+		}
+		// anything else ends the word, if one was started
+		if len(buf) > 0 && (len(ends) == 0 || ends[len(ends)-1] < len(buf)) {
+			ends = append(ends, len(buf))
 		}
 	}
-	flush()
-	// Join runs of single-character words.
-	out := words[:0]
-	for i := 0; i < len(words); {
-		if utf8.RuneCountInString(words[i]) == 1 {
-			j := i + 1
-			for j < len(words) && utf8.RuneCountInString(words[j]) == 1 {
-				j++
-			}
-			if j-i >= 2 {
-				out = append(out, strings.Join(words[i:j], ""))
-				i = j
-				continue
+	if len(buf) > 0 && (len(ends) == 0 || ends[len(ends)-1] < len(buf)) {
+		ends = append(ends, len(buf))
+	}
+	start := func(i int) int {
+		if i == 0 {
+			return 0
+		}
+		return ends[i-1]
+	}
+	single := func(i int) bool { return utf8.RuneCount(buf[start(i):ends[i]]) == 1 }
+	var out strings.Builder
+	out.Grow(len(buf) + len(ends))
+	for i := 0; i < len(ends); {
+		end := i + 1
+		if single(i) {
+			// a run of single-character words is written as one word
+			for end < len(ends) && single(end) {
+				end++
 			}
 		}
-		out = append(out, words[i])
-		i++
+		if out.Len() > 0 {
+			out.WriteByte(' ')
+		}
+		out.Write(buf[start(i):ends[end-1]])
+		i = end
 	}
-	return strings.Join(out, " ")
+	return out.String()
 }
 
 // PhraseMatcher finds, in one pass over a text, which phrases of a list it contains as whole words.
@@ -659,7 +900,14 @@ func (m *PhraseMatcher) Match(text string) []string {
 	if len(m.patLen) == 0 {
 		return nil
 	}
-	t := NormalizeText(text)
+	return m.matchNormalized(NormalizeText(text))
+}
+
+// matchNormalized is Match on a text NormalizeText has already folded.
+func (m *PhraseMatcher) matchNormalized(t string) []string {
+	if len(m.patLen) == 0 {
+		return nil
+	}
 	var hits []int
 	s := int32(0)
 	for i := 0; i < len(t); i++ {
