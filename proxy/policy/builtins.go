@@ -45,26 +45,20 @@ const (
 	// "iban": bool}, with phrases matched as by smsproxy.phrases_match and numbers as by
 	// smsproxy.has_card_number and smsproxy.has_iban.
 	BuiltinContentScan = "smsproxy.content_scan"
-	// BuiltinFieldMasks is smsproxy.field_masks(fields): the object {field: style} as the array
-	// [{"field": f, "style": s}, …] in key order, leaving out "body"; computed once per data value.
-	BuiltinFieldMasks = "smsproxy.field_masks"
-	// BuiltinMasks is smsproxy.masks(fields, body_style): smsproxy.field_masks(fields) followed by
-	// {"field": "body", "style": body_style}, the whole masks list of a decision in one call; computed
-	// once per data value and style.
+	// BuiltinMasks is smsproxy.masks(fields, body_style): the object {field: style} as the array
+	// [{"field": f, "style": s}, …] in key order, leaving out "body", followed by {"field": "body",
+	// "style": body_style}: the whole masks list of a decision in one call, computed once per data
+	// value and style.
 	BuiltinMasks = "smsproxy.masks"
-	// BuiltinLimit is smsproxy.limit(cfg, limit): the limit {"key", "rate", "period", "burst", "code",
-	// "message"} a rule declares. cfg is one entry of data.region.limits ({"rate": n, "period": p} with
-	// an optional "burst", 0 when absent); limit is {"code": c, "key": k, "message": m}, where "{rate}" and
-	// "{period}" in m are replaced by cfg's. It is undefined when cfg has no rate or no period, as a rule
-	// reading cfg.rate and cfg.period would be, and an error when the rate is not a whole number or the
-	// period not a string.
-	BuiltinLimit = "smsproxy.limit"
-	// BuiltinLimitFor is smsproxy.limit_for(value, limits, limit): smsproxy.limit(limits[name], limit) for
-	// a limit {"limit": name, "code": c, "key": k, "message": m} whose key and sentence hold the message's
-	// value (an app, a number, …) where they say "{value}". limits is data.region.limits, read once for
-	// every limit a message declares, and limit a constant in the policy, so the rule builds nothing of
-	// its own: the sentence is split at its placeholders once per policy, not once per message. It is
-	// undefined when limits has no entry name, and otherwise undefined or an error as smsproxy.limit is.
+	// BuiltinLimitFor is smsproxy.limit_for(value, limits, limit): the limit {"key", "rate", "period",
+	// "burst", "code", "message"} a rule declares, for a limit {"limit": name, "code": c, "key": k,
+	// "message": m}. limits is data.region.limits, whose entry name gives {"rate": n, "period": p} and
+	// an optional "burst" (0 when absent); k and m hold the message's value (an app, a number, …) where
+	// they say "{value}", and m the entry's rate and period where it says "{rate}" and "{period}". The
+	// limit is a constant in the policy, so the rule builds nothing of its own: the sentence is split at
+	// its placeholders once per policy, not once per message. It is undefined when limits has no entry
+	// name or the entry no rate or no period, as a rule reading them would be, and an error when the
+	// rate is not a whole number or the period not a string.
 	BuiltinLimitFor = "smsproxy.limit_for"
 )
 
@@ -115,12 +109,6 @@ func init() {
 		Decl: types.NewFunction(types.Args(types.S, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
 			types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
 	}, contentScanBuiltin)
-	rego.RegisterBuiltin1(&rego.Function{
-		Name:        BuiltinFieldMasks,
-		Description: "The {field: style} object as a list of {field, style} in key order, without body.",
-		Decl: types.NewFunction(types.Args(types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))),
-			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
-	}, fieldMasksBuiltin)
 	rego.RegisterBuiltin2(&rego.Function{
 		Name:        BuiltinMasks,
 		Description: "The decision's masks: the {field: style} object as a list in key order without body, then the body's style.",
@@ -128,11 +116,6 @@ func init() {
 			types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.A)))),
 	}, masksBuiltin)
 	anyObject := types.NewObject(nil, types.NewDynamicProperty(types.S, types.A))
-	rego.RegisterBuiltin2(&rego.Function{
-		Name:        BuiltinLimit,
-		Description: "A declared limit: the region's rate, period and burst with the rule's code, key and sentence.",
-		Decl:        types.NewFunction(types.Args(anyObject, anyObject), anyObject),
-	}, limitBuiltin)
 	rego.RegisterBuiltin3(&rego.Function{
 		Name:        BuiltinLimitFor,
 		Description: "A declared limit for a value of the message: the named region limit's rate, period and burst with the rule's code, key and sentence.",
@@ -311,10 +294,10 @@ func contentScanBuiltin(_ rego.BuiltinContext, text, lists *ast.Term) (*ast.Term
 
 var fieldMasksCache dataCache[*ast.Term]
 
-func fieldMasksBuiltin(_ rego.BuiltinContext, fields *ast.Term) (*ast.Term, error) {
+func fieldMasks(fields *ast.Term) (*ast.Term, error) {
 	obj, ok := fields.Value.(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("%s: fields must be an object, got %s", BuiltinFieldMasks, ast.ValueName(fields.Value))
+		return nil, fmt.Errorf("%s: fields must be an object, got %s", BuiltinMasks, ast.ValueName(fields.Value))
 	}
 	return fieldMasksCache.get(obj, func() (*ast.Term, error) {
 		var masks []*ast.Term
@@ -347,7 +330,7 @@ func masksBuiltin(_ rego.BuiltinContext, fields, style *ast.Term) (*ast.Term, er
 		return nil, err
 	}
 	bm, err := masksCache.get(obj, func() (*bodyMasks, error) {
-		fm, err := fieldMasksBuiltin(rego.BuiltinContext{}, fields)
+		fm, err := fieldMasks(fields)
 		if err != nil {
 			return nil, err
 		}
@@ -384,63 +367,6 @@ func (bm *bodyMasks) with(style string) *ast.Term {
 	next[style] = t
 	bm.styles.Store(&next)
 	return t
-}
-
-var limitPlaceholders = [...]string{"{rate}", "{period}"}
-
-func limitBuiltin(_ rego.BuiltinContext, cfgTerm, specTerm *ast.Term) (*ast.Term, error) {
-	cfg, ok := cfgTerm.Value.(ast.Object)
-	if !ok {
-		return nil, fmt.Errorf("%s: the limit's data must be an object, got %s", BuiltinLimit, ast.ValueName(cfgTerm.Value))
-	}
-	spec, ok := specTerm.Value.(ast.Object)
-	if !ok {
-		return nil, fmt.Errorf("%s: the limit must be an object, got %s", BuiltinLimit, ast.ValueName(specTerm.Value))
-	}
-	rateTerm, period := cfg.Get(keyRate), cfg.Get(keyPeriod)
-	if rateTerm == nil || period == nil {
-		return nil, nil // as undefined as cfg.rate or cfg.period
-	}
-	rate, ok := rateTerm.Value.(ast.Number)
-	if !ok {
-		return nil, fmt.Errorf("%s: rate must be a number, got %s", BuiltinLimit, ast.ValueName(rateTerm.Value))
-	}
-	rateText, ok := wholeNumber(rate)
-	if !ok {
-		return nil, fmt.Errorf("%s: rate must be a whole number, got %v", BuiltinLimit, rate)
-	}
-	periodText, ok := period.Value.(ast.String)
-	if !ok {
-		return nil, fmt.Errorf("%s: period must be a string, got %s", BuiltinLimit, ast.ValueName(period.Value))
-	}
-	burst := cfg.Get(keyBurst)
-	if burst == nil {
-		burst = ast.InternedTerm(0)
-	}
-	code, key, msg := spec.Get(keyCode), spec.Get(keyKey), spec.Get(keyMessage)
-	if code == nil || key == nil || msg == nil {
-		return nil, fmt.Errorf("%s: the limit needs a code, a key and a message", BuiltinLimit)
-	}
-	sentence, ok := msg.Value.(ast.String)
-	if !ok {
-		return nil, fmt.Errorf("%s: the message must be a string, got %s", BuiltinLimit, ast.ValueName(msg.Value))
-	}
-	text := string(sentence)
-	if strings.IndexByte(text, '{') >= 0 {
-		values := [...]string{rateText, string(periodText)}
-		for i, ph := range limitPlaceholders {
-			text = strings.ReplaceAll(text, ph, values[i])
-		}
-		msg = ast.StringTerm(text)
-	}
-	return ast.ObjectTerm(
-		[2]*ast.Term{keyKey, key},
-		[2]*ast.Term{keyRate, rateTerm},
-		[2]*ast.Term{keyPeriod, period},
-		[2]*ast.Term{keyBurst, burst},
-		[2]*ast.Term{keyCode, code},
-		[2]*ast.Term{keyMessage, msg},
-	), nil
 }
 
 // limitTemplate is a limit of smsproxy.limit_for split at its placeholders, once per policy.

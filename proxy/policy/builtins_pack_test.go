@@ -70,7 +70,7 @@ func TestLimitForBuiltin(t *testing.T) {
 	}
 }
 
-// TestMasksBuiltin checks that smsproxy.masks is smsproxy.field_masks followed by the body's style, and
+// TestMasksBuiltin checks that smsproxy.masks is the field masks (fieldMasks) followed by the body's style, and
 // that a list is built once per fields object and style.
 func TestMasksBuiltin(t *testing.T) {
 	fields := ast.MustParseTerm(`{"to": "phone", "body": "full", "device_id": "last4"}`)
