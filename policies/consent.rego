@@ -39,6 +39,9 @@ default exempt_categories := ["otp", "security"]
 
 exempt_categories := data.region.gdpr.exempt_categories
 
+# gdpr_applies is part of the class (input.class.gdpr): the per-message rules test it against a constant.
+default gdpr_applies := false
+
 gdpr_applies if {
 	country_data.gdpr == true
 	not category in exempt_categories
@@ -51,7 +54,7 @@ deny contains {
 	"message": sprintf("No lawful basis is recorded for sending %q messages to this recipient in %s.", [category, country]),
 	"rule": "smsproxy.consent.gdpr_no_lawful_basis",
 } if {
-	gdpr_applies
+	input.class.gdpr == true
 	not consent_record
 }
 
@@ -60,7 +63,7 @@ deny contains {
 	"message": sprintf("The recipient withdrew the lawful basis for %q messages.", [category]),
 	"rule": "smsproxy.consent.gdpr_consent_withdrawn",
 } if {
-	gdpr_applies
+	input.class.gdpr == true
 	consent_record.withdrawn == true
 }
 
@@ -69,7 +72,7 @@ deny contains {
 	"message": sprintf("The recorded basis %q is not accepted for %q messages; %s is needed.", [consent_record.basis, category, concat(" or ", accepted)]),
 	"rule": "smsproxy.consent.gdpr_basis_not_accepted",
 } if {
-	gdpr_applies
+	input.class.gdpr == true
 	consent_record.withdrawn == false
 	accepted := data.region.gdpr.bases[category]
 	not consent_record.basis in accepted

@@ -71,6 +71,11 @@ deny contains {
 	"message": sprintf("Messages of category %q to %s must use a registered template, and this one matches none.", [category, country]),
 	"rule": "smsproxy.content.template_not_registered",
 } if {
-	input.message.category in country_data.templates_required
+	input.class.templates_required == true
 	not template_ok
 }
+
+# templates_required is part of the class (input.class.templates_required).
+default templates_required := false
+
+templates_required if input.message.category in country_data.templates_required

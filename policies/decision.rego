@@ -2,6 +2,7 @@
 #
 # Every concern has its own file, all in this one package so that the decision is assembled once
 # from a few flat rules:
+#   class.rego        - what the message's class alone decides, evaluated once per class (below)
 #   destination.rego  - is the country served here (residency), is the category allowed there
 #   sender.rego       - sender ID format and registries (SSIR and friends), app assignment, US 10DLC
 #   consent.rego      - opt-outs (and their data-listed exceptions) and the GDPR lawful basis
@@ -12,28 +13,34 @@
 #   masks.rego        - how personal fields are masked in records and logs
 #   obligations.rego  - changes the proxy must make before sending (e.g. an opt-out footer)
 #
-# A message is allowed if and only if no rule adds a refusal to deny. Rules read region data
-# (data.region) by key and never loop over it; large lists (phrases, templates) are matched by
-# built-ins written in Go. Each refusal starts with its cheapest test, so a rule that does not
-# apply costs one comparison, and builds its sentence only when it fires.
+# A message is allowed if and only if no rule adds a refusal to deny (or to class_deny, for a
+# refusal that depends on the message's class alone). Rules read region data (data.region) by key
+# and never loop over it; large lists (phrases, templates) are matched by built-ins written in Go.
+# Each refusal starts with its cheapest test, so a rule that does not apply costs one comparison,
+# and builds its sentence only when it fires.
 #
-# Every message runs this policy, and what it costs is the number of rules, rule references, data
-# reads and built-in calls it evaluates (about a microsecond each): a test of input.message against
-# a constant lets OPA's rule index skip the rule without evaluating it; input.message.x is cheaper
-# than a helper rule where a missing field makes no difference; a constant (a limit's sentence) is
-# prepared once by its built-in, where a string built with concat or sprintf costs every message.
+# Two documents, two costs. Most rules depend only on the message's class: the app, the destination
+# country, the sender and the category. Those feed data.smsproxy.class, which the proxy evaluates
+# once per class and policy revision and keeps (class.rego). The per-message rules (content,
+# consent, quiet hours, per-number limits) feed data.smsproxy.decision, which every message runs and
+# which reads the class it was given as input.class. What a message costs is the number of
+# per-message rules, rule references, data reads and built-in calls it evaluates (about a
+# microsecond each): a test of input against a constant lets OPA's rule index skip a rule without
+# evaluating it, and a constant (a limit's sentence) is prepared once by its built-in, where a string
+# built with concat or sprintf costs every message.
 package smsproxy
 
 # decision is the document the proxy reads. Its shape is fixed by proxy/policy/decision.go.
 # A message is allowed when nothing refused it; it then reserves its limits. A refused message
 # reserves nothing, and its reasons list every refusal in a stable order (by code). Either way the
 # reasons end with the notes of the message (e.g. an opt-out exception that was used, which the
-# audit trail records).
+# audit trail records). Without input.class (see class.rego) the decision is undefined, which the
+# proxy treats as an error and never as an allow.
 decision := {
 	"allow": true,
 	"reasons": sort(notes),
 	"limits": sort(limits),
-	"route": {"providers": providers},
+	"route": {"providers": input.class.providers},
 	"masks": masks,
 	"obligations": sort(obligations),
 } if {
@@ -42,18 +49,23 @@ decision := {
 	"allow": false,
 	"reasons": array.concat(sort(deny), sort(notes)),
 	"limits": [],
-	"route": {"providers": providers},
+	"route": {"providers": input.class.providers},
 	"masks": masks,
 	"obligations": sort(obligations),
 }
 
-# The message fields every concern reads, with "" for a missing one.
-country := object.get(input.message, "country", "")
+# The refusals and limits of the message's class are the message's own.
+deny contains refusal if some refusal in input.class.deny
 
-category := object.get(input.message, "category", "")
+limits contains limit if some limit in input.class.limits
 
-from := object.get(input.message, "from", "")
+# The class fields, which the proxy always sends ("" for a message without one), and the body.
+country := input.message.country
 
-kind := object.get(input.message, "sender_kind", "")
+category := input.message.category
+
+from := input.message.from
+
+kind := input.message.sender_kind
 
 body := object.get(input.message, "body", "")

@@ -2,8 +2,33 @@ package smsproxy
 
 import data.smsproxy.fixtures
 
+# decide is the decision for an input, reached the way the proxy reaches it: the class is evaluated
+# on the class fields alone ("" for a missing one) and given to the decision as input.class.
 decide(msg) := d if {
-	d := decision with input as msg with data.region as fixtures.region
+	d := decide_in_region(msg) with data.region as fixtures.region
+}
+
+# decide_in_region is decide with whatever data.region the caller sets.
+decide_in_region(msg) := d if {
+	fields := class_fields(msg)
+	c := class with input as fields
+	d := decision with input as object.union(object.union(msg, fields), {"class": c})
+}
+
+class_fields(msg) := {
+	"app": object.get(msg, "app", ""),
+	"message": {k: object.get(msg, ["message", k], "") | some k in ["country", "from", "sender_kind", "category"]},
+}
+
+test_no_decision_without_a_class if {
+	not decision with input as fixtures.input_with({}) with data.region as fixtures.region
+}
+
+test_class_ignores_everything_but_the_class_fields if {
+	a := class with input as class_fields(fixtures.input_with({"body": "Card 4111 1111 1111 1111"}))
+		with data.region as fixtures.region
+	b := class with input as fixtures.input_with({}) with data.region as fixtures.region
+	a == b
 }
 
 refused(msg, want) if {
@@ -161,7 +186,7 @@ test_quiet_hours if {
 test_quiet_hours_from_country_zone_when_facts_lack_it if {
 	# 1767225600 is 2026-01-01 00:00 UTC: 08:00 in Singapore (allowed), 19:00 the day before in New York.
 	decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""})).allow
-	d := decision with input as fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""})
+	d := decide_in_region(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""}))
 		with data.region as fixtures.region
 		with data.region.countries.SG.quiet_hours as {"start": 8, "end": 9}
 	fixtures.codes(d.reasons) == {"quiet_hours"}
@@ -184,13 +209,13 @@ minimal_region := {
 
 test_defaults_when_region_data_is_minimal if {
 	msg := object.union(fixtures.input_without(["body", "category"]), {"message": {"country": "GB", "to": "+447700900123"}})
-	d := decision with input as msg with data.region as minimal_region
+	d := decide_in_region(msg) with data.region as minimal_region
 	fixtures.codes(d.reasons) == {"gdpr_no_lawful_basis"}
 	d.masks == [{"field": "to", "style": "phone"}, {"field": "body", "style": "none"}]
-	sec := decision with input as fixtures.input_with({"country": "GB", "category": "security"}) with data.region as minimal_region
+	sec := decide_in_region(fixtures.input_with({"country": "GB", "category": "security"})) with data.region as minimal_region
 	sec.allow
 	{"field": "body", "style": "full"} in sec.masks
-	mk := decision with input as fixtures.input_with({"country": "GB", "category": "marketing"}) with data.region as minimal_region
+	mk := decide_in_region(fixtures.input_with({"country": "GB", "category": "marketing"})) with data.region as minimal_region
 	fixtures.codes(mk.reasons) == {"gdpr_no_lawful_basis"}
 }
 
@@ -200,10 +225,10 @@ test_missing_sender_kind_needs_registration if {
 
 test_content_actions_follow_data if {
 	iban := fixtures.input_with({"category": "transaction", "body": "Pay DE89 3704 0044 0532 0130 00 today"})
-	d := decision with input as iban with data.region as fixtures.region with data.region.content.ibans as "refuse"
+	d := decide_in_region(iban) with data.region as fixtures.region with data.region.content.ibans as "refuse"
 	fixtures.codes(d.reasons) == {"content_account_number"}
 	card := fixtures.input_with({"category": "transaction", "body": "Card 4111-1111-1111-1111"})
-	e := decision with input as card with data.region as fixtures.region with data.region.content.card_numbers as "mask"
+	e := decide_in_region(card) with data.region as fixtures.region with data.region.content.card_numbers as "mask"
 	e.allow
 	{"field": "body", "style": "full"} in e.masks
 }
@@ -214,7 +239,7 @@ test_message_without_body_is_checked_as_empty if {
 }
 
 test_body_mask_from_fields if {
-	d := decision with input as fixtures.input_with({"category": "transaction", "body": "Paid."})
+	d := decide_in_region(fixtures.input_with({"category": "transaction", "body": "Paid."}))
 		with data.region as fixtures.region
 		with data.region.masking.fields as {"body": "last4"}
 	d.masks == [{"field": "body", "style": "last4"}]

@@ -12,7 +12,7 @@ country_label := country if {
 } else := "an unknown country"
 
 # Refuse countries this region does not serve, naming the region that does when the data knows it.
-deny contains {
+class_deny contains {
 	"code": "country_not_served",
 	"message": served_elsewhere_message,
 	"rule": "smsproxy.destination.country_not_served",
@@ -25,7 +25,7 @@ served_elsewhere_message := sprintf("Messages to %s are served by region %q, not
 } else := sprintf("Messages to %s are not served in this region.", [country_label])
 
 # Refuse categories the country does not accept, when the country lists the ones it does.
-deny contains {
+class_deny contains {
 	"code": "category_not_allowed",
 	"message": sprintf("Messages of category %q may not be sent to %s.", [category, country_label]),
 	"rule": "smsproxy.destination.category_not_allowed",

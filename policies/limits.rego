@@ -9,6 +9,9 @@
 #   velocity_prefix   a burst to one number prefix of `digits` digits (SMS pumping guard)
 #   10DLC             each US campaign's per-minute cap and each brand's daily cap
 #
+# The limits that depend on the message's class alone (the app, the country, 10DLC) are class_limits,
+# reserved by every message of the class; the rest depend on the message (its number or device).
+#
 # smsproxy.limit_for(value, data.region.limits, limit) adds the rate, period and burst (0 when absent)
 # of the region's limit named by "limit" to the rule's code, counter key and sentence, writing the
 # message's value where they say {value} and the region's numbers where the sentence says {rate} and
@@ -17,7 +20,7 @@
 # lower-case letters, digits, - and _, so quoting them needs no escapes).
 package smsproxy
 
-limits contains smsproxy.limit_for(app, data.region.limits, {
+class_limits contains smsproxy.limit_for(app, data.region.limits, {
 	"limit": "app",
 	"code": "app_rate_exceeded",
 	"key": "app:{value}",
@@ -49,7 +52,7 @@ limits contains smsproxy.limit_for(to, data.region.limits, {
 	to != ""
 }
 
-limits contains smsproxy.limit_for(destination, data.region.limits, {
+class_limits contains smsproxy.limit_for(destination, data.region.limits, {
 	"limit": "velocity_country",
 	"code": "velocity_country_exceeded",
 	"key": "velocity:country:{value}",
@@ -66,12 +69,19 @@ limits contains smsproxy.limit_for(substring(to, 0, prefix), data.region.limits,
 	"key": "velocity:prefix:{value}",
 	"message": "Too many messages to one number range in a short time (more than {rate} per {period}); this looks like SMS pumping.",
 }) if {
-	prefix := data.region.limits.velocity_prefix.digits + 1
+	prefix := input.class.prefix_len
+	prefix > 0
 	to := input.message.to
 	count(to) > prefix
 }
 
-limits contains {
+# prefix_len is the length of the prefix the velocity_prefix limit counts ("+" and its digits), 0
+# when the region has no such limit; part of the class (input.class.prefix_len).
+default prefix_len := 0
+
+prefix_len := data.region.limits.velocity_prefix.digits + 1
+
+class_limits contains {
 	"key": concat("", ["10dlc:campaign:", registered.campaign]),
 	"rate": campaign.per_minute,
 	"period": "1m",
@@ -84,7 +94,7 @@ limits contains {
 	campaign
 }
 
-limits contains {
+class_limits contains {
 	"key": concat("", ["10dlc:brand:", campaign.brand]),
 	"rate": brand.daily_cap,
 	"period": "24h",

@@ -5,12 +5,18 @@
 # already tells how to opt out (it mentions STOP).
 package smsproxy
 
-obligations contains {"kind": "append_footer", "value": footer} if {
-	footer := country_data.opt_out_footer
-	is_string(footer)
-	footer != ""
-	input.message.sender_kind != "alphanumeric"
+obligations contains {"kind": "append_footer", "value": input.class.footer} if {
+	input.class.footer != ""
 	not mentions_stop
+}
+
+# footer is the class's footer (input.class.footer), "" when its messages carry none.
+default footer := ""
+
+footer := text if {
+	input.message.sender_kind != "alphanumeric"
+	text := country_data.opt_out_footer
+	is_string(text)
 }
 
 mentions_stop if contains(upper(input.message.body), "STOP")

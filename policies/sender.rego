@@ -21,7 +21,7 @@ registration_required if {
 }
 
 # Refuse alphanumeric senders where the country's data says they are not allowed.
-deny contains {
+class_deny contains {
 	"code": "sender_type_not_allowed",
 	"message": sprintf("Alphanumeric sender IDs are not allowed for messages to %s.", [country_label]),
 	"rule": "smsproxy.sender.sender_type_not_allowed",
@@ -31,7 +31,7 @@ deny contains {
 }
 
 # Refuse alphanumeric senders that handsets and carriers would reject or mangle.
-deny contains {
+class_deny contains {
 	"code": "sender_malformed",
 	"message": "An alphanumeric sender ID must be 3 to 11 characters of letters, digits, spaces or . & _ - and must not start or end with a space.",
 	"rule": "smsproxy.sender.sender_malformed",
@@ -46,7 +46,7 @@ deny contains {
 well_formed_pattern := `^[A-Za-z0-9.&_-][A-Za-z0-9 .&_-]{1,9}[A-Za-z0-9.&_-]$`
 
 # Refuse generic alphanumeric sender IDs, which recipients cannot tell apart from scams.
-deny contains {
+class_deny contains {
 	"code": "sender_generic",
 	"message": sprintf("The sender ID %q is generic; use the brand's own registered sender ID.", [from]),
 	"rule": "smsproxy.sender.sender_generic",
@@ -56,7 +56,7 @@ deny contains {
 }
 
 # Refuse unregistered senders where the country requires registration.
-deny contains {
+class_deny contains {
 	"code": "sender_not_registered",
 	"message": sprintf("The sender %q is not registered for messages to %s.", [from, country_label]),
 	"rule": "smsproxy.sender.sender_not_registered",
@@ -81,7 +81,7 @@ malformed if {
 }
 
 # An app may use only the senders assigned to it.
-deny contains {
+class_deny contains {
 	"code": "sender_not_assigned",
 	"message": sprintf("The sender %q is not assigned to app %q.", [from, input.app]),
 	"rule": "smsproxy.sender.sender_not_assigned",
@@ -91,7 +91,7 @@ deny contains {
 }
 
 # A sender with an approved list of categories (e.g. a short code program) sends only those.
-deny contains {
+class_deny contains {
 	"code": "sender_category_not_approved",
 	"message": sprintf("The sender %q is not approved for %q messages.", [from, category]),
 	"rule": "smsproxy.sender.sender_category_not_approved",
@@ -106,7 +106,7 @@ campaign := data.region.us_10dlc.campaigns[registered.campaign]
 brand := data.region.us_10dlc.brands[campaign.brand]
 
 # A US long code needs a registered campaign of a registered brand.
-deny contains {
+class_deny contains {
 	"code": "us_10dlc_not_registered",
 	"message": sprintf("The long code %q has no registered 10DLC brand and campaign.", [from]),
 	"rule": "smsproxy.sender.us_10dlc_not_registered",
@@ -118,7 +118,7 @@ deny contains {
 }
 
 # A US long code sends only its campaign's use case.
-deny contains {
+class_deny contains {
 	"code": "us_10dlc_use_case_mismatch",
 	"message": sprintf("Campaign %s is registered for the use case %s, which does not cover %q messages.", [registered.campaign, campaign.use_case, category]),
 	"rule": "smsproxy.sender.us_10dlc_use_case_mismatch",
@@ -130,7 +130,7 @@ deny contains {
 }
 
 # A US toll-free number must have passed toll-free verification.
-deny contains {
+class_deny contains {
 	"code": "us_toll_free_unverified",
 	"message": sprintf("The toll-free number %q has not passed toll-free verification.", [from]),
 	"rule": "smsproxy.sender.us_toll_free_unverified",

@@ -35,6 +35,8 @@ type Prepared struct {
 	// are plain lookups in immutable data, so concurrent evaluations may share it; it is never closed
 	// (a read transaction holds only a read lock on a store nobody writes to).
 	txn storage.Transaction
+	// class evaluates and keeps the class documents (ClassRule); nil when the bundle has no class.
+	class *classEval
 }
 
 // Revision returns the revision of the bundle p was compiled from.
@@ -193,11 +195,15 @@ func compile(ctx context.Context, b Bundle, prepOpts ...rego.PrepareOption) (*Pr
 	if err != nil {
 		return nil, newError(CodeCompile, "cannot prepare the decision query", err)
 	}
+	class, err := prepareClass(ctx, compiler, store)
+	if err != nil {
+		return nil, err
+	}
 	txn, err := store.NewTransaction(ctx)
 	if err != nil {
 		return nil, newError(CodeCompile, "cannot open the policy data", err)
 	}
-	return &Prepared{revision: b.Revision, query: query, tests: len(results), txn: txn}, nil
+	return &Prepared{revision: b.Revision, query: query, tests: len(results), txn: txn, class: class}, nil
 }
 
 // keepAST hands the result back as the AST value it already is, so Decide decodes it without
@@ -225,19 +231,35 @@ func (p *Prepared) Decide(ctx context.Context, in *Input) (Decision, error) {
 		defer stop()
 		cancel = c
 	}
+	var class *ast.Term
+	if p.class != nil {
+		var err error
+		if class, err = p.class.get(ctx, in.classKey(), p.txn, cancel); err != nil {
+			return Decision{}, evalError(ctx, err)
+		}
+	}
 	rs, err := p.query.Eval(ctx,
-		rego.EvalParsedInput(in.Value()),
+		rego.EvalParsedInput(in.value(class)),
 		rego.EvalTransaction(p.txn),
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalExternalCancel(cancel),
 	)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return Decision{}, newError(CodeEval, "the decision was cancelled", cerr)
-		}
-		return Decision{}, newError(CodeEval, "policy evaluation failed", err)
+		return Decision{}, evalError(ctx, err)
 	}
 	return decodeResult(rs)
+}
+
+// evalError is the error of an evaluation that failed: cancelled with its context, an ill-shaped
+// class as it is, anything else an evaluation failure.
+func evalError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return newError(CodeEval, "the decision was cancelled", cerr)
+	}
+	if ErrorCode(err) == CodeBadDecision {
+		return err
+	}
+	return newError(CodeEval, "policy evaluation failed", err)
 }
 
 // neverCancelled is the Cancel of evaluations whose context cannot be cancelled; nothing cancels it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
@@ -46,7 +47,16 @@ func Eval(ctx context.Context, p *Prepared, in *Input, explain Explain) (Evaluat
 		return ev, newError(CodeEval, "no input", nil)
 	}
 	buf := topdown.NewBufferTracer()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.Value()), rego.EvalQueryTracer(buf))
+	// The class is evaluated afresh, traced too, rather than taken from what Decide keeps.
+	var class *ast.Term
+	var err error
+	if p.class != nil {
+		class, err = p.class.eval(ctx, in.classKey(), nil, neverCancelled, rego.EvalQueryTracer(buf))
+	}
+	var rs rego.ResultSet
+	if err == nil {
+		rs, err = p.query.Eval(ctx, rego.EvalParsedInput(in.value(class)), rego.EvalQueryTracer(buf))
+	}
 	events := []*topdown.Event(*buf)
 	switch explain {
 	case ExplainNotes:

@@ -109,6 +109,7 @@ var (
 	keyLocale      = ast.InternedTerm("locale")
 	keyDeviceID    = ast.InternedTerm("device_id")
 	keyFacts       = ast.InternedTerm("facts")
+	keyClass       = ast.InternedTerm("class")
 	keyOptedOut    = ast.InternedTerm("opted_out")
 	keyConsents    = ast.InternedTerm("consents")
 	keyLocalHour   = ast.InternedTerm("local_hour")
@@ -125,7 +126,10 @@ func str(s string) *ast.Term {
 }
 
 // Value builds the Rego input document directly as an AST value, with no JSON round trip.
-func (in *Input) Value() ast.Value {
+func (in *Input) Value() ast.Value { return in.value(nil) }
+
+// value is Value with input.class set to class unless class is nil.
+func (in *Input) value(class *ast.Term) ast.Value {
 	m := &in.Message
 	msg := make([][2]*ast.Term, 0, 13)
 	msg = append(msg,
@@ -148,7 +152,7 @@ func (in *Input) Value() ast.Value {
 		)
 		msg = append(msg, [2]*ast.Term{keyTemplate, ast.NewTerm(tpl)})
 	}
-	top := make([][2]*ast.Term, 0, 4)
+	top := make([][2]*ast.Term, 0, 5)
 	top = append(top,
 		[2]*ast.Term{keyApp, str(in.App)},
 		[2]*ast.Term{keyMessage, ast.NewTerm(ast.NewObject(msg...))},
@@ -156,6 +160,9 @@ func (in *Input) Value() ast.Value {
 	)
 	if !in.Now.IsZero() {
 		top = append(top, [2]*ast.Term{keyNow, ast.InternedTerm(in.Now.Unix())})
+	}
+	if class != nil {
+		top = append(top, [2]*ast.Term{keyClass, class})
 	}
 	return ast.NewObject(top...)
 }
