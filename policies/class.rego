@@ -23,4 +23,7 @@ class := {
 	"gdpr": gdpr_applies,
 	"templates_required": templates_required,
 	"prefix_len": prefix_len,
+	"region_limits": object.get(data.region, "limits", {}),
+	"card_numbers": object.get(data.region, ["content", "card_numbers"], ""),
+	"ibans": object.get(data.region, ["content", "ibans"], ""),
 }

@@ -3,7 +3,8 @@
 # - Phrase lists (data.region.content.lists): each has an action, "refuse" or "mask". Matching
 #   ignores case, accents, punctuation and spacing.
 # - A body that holds a payment card number (Luhn-checked) or an IBAN (check sum) is refused or
-#   masked per data.region.content.card_numbers / ibans.
+#   masked per data.region.content.card_numbers / ibans (which the class carries, so that the rules
+#   test input.class against a constant and the rule index skips the ones that do not apply).
 # - Templates: a category the country lists under templates_required must use a registered template
 #   of that category, by id or by a body that renders one (smsproxy.template_match).
 #
@@ -31,7 +32,7 @@ deny contains {
 	"message": "The message appears to contain a full payment card number; send at most its last four digits.",
 	"rule": "smsproxy.content.content_card_number",
 } if {
-	data.region.content.card_numbers == "refuse"
+	input.class.card_numbers == "refuse"
 	scan.card_number
 }
 
@@ -40,7 +41,7 @@ deny contains {
 	"message": "The message appears to contain a full bank account number (IBAN); send at most its last four characters.",
 	"rule": "smsproxy.content.content_account_number",
 } if {
-	data.region.content.ibans == "refuse"
+	input.class.ibans == "refuse"
 	scan.iban
 }
 
@@ -51,12 +52,12 @@ mask_body if {
 }
 
 mask_body if {
-	data.region.content.card_numbers == "mask"
+	input.class.card_numbers == "mask"
 	scan.card_number
 }
 
 mask_body if {
-	data.region.content.ibans == "mask"
+	input.class.ibans == "mask"
 	scan.iban
 }
 

@@ -15,7 +15,8 @@
 # smsproxy.limit_for(value, data.region.limits, limit) adds the rate, period and burst (0 when absent)
 # of the region's limit named by "limit" to the rule's code, counter key and sentence, writing the
 # message's value where they say {value} and the region's numbers where the sentence says {rate} and
-# {period}. Limits are declared for every allowed message, so the limit is a constant the built-in
+# {period}. A per-message limit reads the region's limits from its class (input.class.region_limits).
+# Limits are declared for every allowed message, so the limit is a constant the built-in
 # prepares once rather than a string each message builds with concat or sprintf (app names are
 # lower-case letters, digits, - and _, so quoting them needs no escapes).
 package smsproxy
@@ -30,7 +31,7 @@ class_limits contains smsproxy.limit_for(app, data.region.limits, {
 	app != ""
 }
 
-limits contains smsproxy.limit_for(device, data.region.limits, {
+limits contains smsproxy.limit_for(device, input.class.region_limits, {
 	"limit": "otp_per_device",
 	"code": "otp_device_daily_limit",
 	"key": "otp:device:{value}",
@@ -41,7 +42,7 @@ limits contains smsproxy.limit_for(device, data.region.limits, {
 	device != ""
 }
 
-limits contains smsproxy.limit_for(to, data.region.limits, {
+limits contains smsproxy.limit_for(to, input.class.region_limits, {
 	"limit": "otp_per_number",
 	"code": "otp_resend_too_soon",
 	"key": "otp:to:{value}",
@@ -63,7 +64,7 @@ class_limits contains smsproxy.limit_for(destination, data.region.limits, {
 }
 
 # The prefix is the "+" and the first `digits` digits of the number.
-limits contains smsproxy.limit_for(substring(to, 0, prefix), data.region.limits, {
+limits contains smsproxy.limit_for(substring(to, 0, prefix), input.class.region_limits, {
 	"limit": "velocity_prefix",
 	"code": "velocity_prefix_exceeded",
 	"key": "velocity:prefix:{value}",
