@@ -530,29 +530,8 @@ func (s *SQLite) AuditRange(ctx context.Context, q AuditQuery) ([]AuditRecord, e
 	if q.Limit == 0 {
 		q.Limit = 1000
 	}
-	var b strings.Builder
-	b.WriteString(`SELECT ` + qRecordCols + `, COALESCE(k.key_id, '') FROM audit_events e
- LEFT JOIN subject_keys k ON e.subject_ref <> '' AND k.ref = e.subject_ref WHERE e.seq > ?`)
-	args := []any{q.AfterSeq}
-	if !q.From.IsZero() {
-		b.WriteString(` AND e.at >= ?`)
-		args = append(args, q.From.UnixNano())
-	}
-	if !q.To.IsZero() {
-		b.WriteString(` AND e.at < ?`)
-		args = append(args, q.To.UnixNano())
-	}
-	if q.Recipient != "" {
-		b.WriteString(` AND e.subject_ref = ?`)
-		args = append(args, s.trail.kr.LookupHash(q.Recipient))
-	}
-	if q.MessageID != "" {
-		b.WriteString(` AND e.message_id = ?`)
-		args = append(args, q.MessageID)
-	}
-	b.WriteString(` ORDER BY e.seq LIMIT ?`)
-	args = append(args, q.Limit)
-	rows, err := s.rdb.QueryContext(ctx, b.String(), args...)
+	query, args := s.auditRangeSQL(q)
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: audit range: %w", err)
 	}
@@ -569,6 +548,35 @@ func (s *SQLite) AuditRange(ctx context.Context, q AuditQuery) ([]AuditRecord, e
 		return nil, fmt.Errorf("store: audit range: %w", err)
 	}
 	return out, nil
+}
+
+// auditRangeSQL builds AuditRange's statement for q.
+func (s *SQLite) auditRangeSQL(q AuditQuery) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`SELECT ` + qRecordCols + `, COALESCE(k.key_id, '') FROM audit_events e
+ LEFT JOIN subject_keys k ON e.subject_ref <> '' AND k.ref = e.subject_ref WHERE e.seq > ?`)
+	args := []any{q.AfterSeq}
+	if !q.From.IsZero() {
+		b.WriteString(` AND e.at >= ?`)
+		args = append(args, q.From.UnixNano())
+	}
+	if !q.To.IsZero() {
+		b.WriteString(` AND e.at < ?`)
+		args = append(args, q.To.UnixNano())
+	}
+	if q.Recipient != "" {
+		// subject_ref <> '' (always true of a lookup hash) lets SQLite use the partial index
+		// audit_events_subject_ref; without it the search scanned the whole trail in seq order.
+		b.WriteString(` AND e.subject_ref = ? AND e.subject_ref <> ''`)
+		args = append(args, s.trail.kr.LookupHash(q.Recipient))
+	}
+	if q.MessageID != "" {
+		b.WriteString(` AND e.message_id = ?`)
+		args = append(args, q.MessageID)
+	}
+	b.WriteString(` ORDER BY e.seq LIMIT ?`)
+	args = append(args, q.Limit)
+	return b.String(), args
 }
 
 // OpenPersonal decrypts rec's sealed personal part. After the subject's erasure it fails with an

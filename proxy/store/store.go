@@ -141,7 +141,7 @@ type Accepted struct {
 	RequestHash string
 	// ToMasked is the destination as the policy masks say, e.g. "+65****4321".
 	ToMasked string
-	// ToHash is a keyed lookup hash of the destination, indexed. A store with an audit keyring
+	// ToHash is a keyed lookup hash of the destination (not indexed: nothing looks messages up by it). A store with an audit keyring
 	// computes it from To itself and ignores this field when To is set.
 	ToHash string
 	// To is the destination in E.164. The store keeps it only sealed (in the audit event's personal

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMigration4DropsMessagesToHash upgrades a version 3 database holding a message's whole life
+// (accepted with a sealed recipient and an idempotency key, sent, delivered) and a sealed refusal,
+// and checks that the unread index messages_to_hash is gone while every read path still finds
+// what it did: the message and its history, the idempotency key, the receipt's correlation without
+// the cache, the recipient's audit events, facts and outbox.
+func TestMigration4DropsMessagesToHash(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	const to = "+6591234567"
+	s := openTest(t, path, Options{CorrelationCache: -1})
+	a := benchMessage("m1")
+	a.To, a.ToHash, a.Personal = to, "", []byte(`{"to":"`+to+`"}`)
+	if _, err := s.Accept(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	b := benchMessage("m2")
+	b.To, b.ToHash, b.IdempotencyKey, b.Personal = to, "", "", []byte(`{"to":"`+to+`"}`)
+	if _, err := s.Accept(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refuse(ctx, Refused{App: "payments", To: to, Personal: []byte(`{"to":"` + to + `"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSent(ctx, []Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Make the database look as it did at version 3.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE INDEX messages_to_hash ON messages (to_hash, created_at) WHERE to_hash <> ''`,
+		`DELETE FROM schema_migrations WHERE version >= 4`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path, Options{CorrelationCache: -1})
+	defer s.Close()
+	var n int
+	if err := s.rdb.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_to_hash'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("messages_to_hash still there after migration 4 (%d, %v)", n, err)
+	}
+	if err := s.rdb.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&n); err != nil || n < 4 {
+		t.Fatalf("schema version = %d, %v; want at least 4", n, err)
+	}
+
+	r, err := s.ApplyReceipt(ctx, Receipt{Provider: "sim", ProviderMessageID: "p1", Status: StatusDelivered})
+	if err != nil || !r.Applied || r.MessageID != "m1" {
+		t.Fatalf("ApplyReceipt after migration = %+v, %v", r, err)
+	}
+	v, err := s.Get(ctx, "payments", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist []string
+	for _, h := range v.History {
+		hist = append(hist, h.Status)
+	}
+	if v.Status != StatusDelivered || strings.Join(hist, ",") != "accepted,sent,delivered" || v.ToHash != s.trail.kr.LookupHash(to) {
+		t.Fatalf("Get after migration = status %s, history %v, to_hash %q", v.Status, hist, v.ToHash)
+	}
+	if v, found, err := s.FindIdempotent(ctx, "payments", a.IdempotencyKey); err != nil || !found || v.ID != "m1" {
+		t.Fatalf("FindIdempotent after migration = %v, %v, %v", v.ID, found, err)
+	}
+	// The recipient's events: both acceptances and the refusal, all sealed for the recipient.
+	recs, err := s.AuditRange(ctx, AuditQuery{Recipient: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, rec := range recs {
+		kinds = append(kinds, rec.Kind)
+		if _, err := s.OpenPersonal(ctx, rec); err != nil {
+			t.Fatalf("seq %d: %v", rec.Seq, err)
+		}
+	}
+	if strings.Join(kinds, ",") != "message.accepted,message.accepted,message.refused" {
+		t.Fatalf("recipient's events after migration = %v", kinds)
+	}
+	if f, err := s.RecipientFacts(ctx, to); err != nil || f.OptedOut("payments") {
+		t.Fatalf("RecipientFacts after migration = %+v, %v", f, err)
+	}
+	if items, err := s.PendingOutbox(ctx, 10, ""); err != nil || len(items) != 1 || items[0].MessageID != "m2" {
+		t.Fatalf("PendingOutbox after migration = %+v, %v", items, err)
+	}
+}
+
+// TestQueryPlansUseIndexes checks that no statement run per message, per receipt or per recipient
+// lookup scans a table (only its own VALUES list): each finds its rows through an index, and the
+// audit searches by recipient and by message through theirs rather than the trail in seq order.
+func TestQueryPlansUseIndexes(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "db"), Options{})
+	defer s.Close()
+	recipientQuery, _ := s.auditRangeSQL(AuditQuery{Recipient: "+6591234567", Limit: 10})
+	messageQuery, _ := s.auditRangeSQL(AuditQuery{MessageID: "m1", Limit: 10})
+	queries := map[string]string{
+		"get": qGetMessage, "history": qGetHistory, "correlate": qCorrelate, "findIdempotent": qFindIdempotent,
+		"msgState": qMsgState, "facts": qRecipientFacts, "subjectKey": qSubjectKey, "pending": qPending,
+		"setRetry": qSetRetry, "setAttempts": qSetAttempts, "auditByRecipient": recipientQuery, "auditByMessage": messageQuery,
+		"states": sqlStates(4), "owners": sqlOwners(4), "idempotent": sqlIdempotent(4), "setSent": sqlSetSent(4),
+		"setStatus": sqlSetStatus(4), "delOutbox": sqlDelOutbox(4),
+	}
+	// Where the plan could find the rows another way, the index it must use.
+	wantIndex := map[string]string{
+		"auditByRecipient": "INDEX audit_events_subject_ref", "auditByMessage": "INDEX audit_events_message_id",
+		"history": "INDEX audit_events_message_id", "correlate": "INDEX messages_provider_message_id",
+		"owners": "INDEX messages_provider_message_id", "idempotent": "INDEX messages_app_idempotency_key",
+	}
+	for name, q := range queries {
+		args := make([]any, strings.Count(q, "?"))
+		for i := range args {
+			args[i] = fmt.Sprint(i)
+		}
+		rows, err := s.wconn.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		for _, step := range plan {
+			if strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, "VALUES CLAUSE") {
+				t.Errorf("%s scans a table: %q (plan %q)", name, step, plan)
+			}
+		}
+		if idx := wantIndex[name]; idx != "" && !strings.Contains(strings.Join(plan, " | "), idx) {
+			t.Errorf("%s does not use %s: plan %q", name, idx, plan)
+		}
+		t.Logf("%s: %s", name, strings.Join(plan, " | "))
+	}
+}
