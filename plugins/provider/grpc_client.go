@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,9 +99,17 @@ func (c *grpcClient) Send(ctx context.Context, reqs []SendRequest) ([]SendResult
 // usually means a durable write; running many at once lets the store commit them together.
 const receiveWorkers = 64
 
+// maxFrameAcks caps the acks of one ReceiveAckBatch frame; more ready acks go in the next.
+const maxFrameAcks = 1024
+
 // Receive opens one receive stream and calls handle for each event, up to receiveWorkers at once,
 // answering each with an ack (handle returned nil) or a negative ack. It returns when ctx ends or the
 // stream breaks, after every handle call it started has returned.
+//
+// Acks travel in batches without waiting to fill one: a handle call that finds no frame being sent
+// yields once to the goroutines that are ready to run, then sends its ack together with every ack
+// queued meanwhile, and goes on sending what queues up while it was sending until nothing is left;
+// the other calls only queue theirs. No timer is involved, so a lone ack goes out at once.
 func (c *grpcClient) Receive(ctx context.Context, handle func(Event) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -109,14 +119,13 @@ func (c *grpcClient) Receive(ctx context.Context, handle func(Event) error) erro
 	if err != nil {
 		return c.fromStatus(ctx, err)
 	}
-	var sendMu sync.Mutex // gRPC allows one sender at a time on a stream
-	sendErr := make(chan error, 1)
+	acks := &ackSender{stream: stream, cancel: cancel, failed: make(chan error, 1)}
 	sem := make(chan struct{}, receiveWorkers)
+	in := &providerpb.ProviderEventBatch{}
 	for {
-		ev, err := stream.Recv()
-		if err != nil {
+		if err := stream.RecvMsg(in); err != nil {
 			select {
-			case serr := <-sendErr:
+			case serr := <-acks.failed:
 				return c.fromStatus(ctx, serr)
 			default:
 			}
@@ -126,44 +135,92 @@ func (c *grpcClient) Receive(ctx context.Context, handle func(Event) error) erro
 			}
 			return c.fromStatus(ctx, err)
 		}
-		e := Event{
-			Kind:              EventKind(ev.GetKind()),
-			ProviderMessageID: ev.GetProviderMessageId(),
-			Status:            ev.GetStatus(),
-			ErrorCode:         ev.GetErrorCode(),
-			ErrorMessage:      ev.GetErrorMessage(),
-			From:              ev.GetFrom(),
-			To:                ev.GetTo(),
-			Body:              ev.GetBody(),
-		}
-		if n := ev.GetAtUnixNano(); n != 0 {
-			e.At = time.Unix(0, n)
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return c.fromStatus(ctx, ctx.Err())
-		}
-		wg.Add(1)
-		go func(id uint64) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ack := &providerpb.ReceiveAck{Id: id}
-			if handle(e) != nil {
-				ack.ErrorCode = ackHandlerFailed
+		for _, ev := range in.GetEvents() {
+			e := Event{
+				Kind:              EventKind(ev.GetKind()),
+				ProviderMessageID: ev.GetProviderMessageId(),
+				Status:            ev.GetStatus(),
+				ErrorCode:         ev.GetErrorCode(),
+				ErrorMessage:      ev.GetErrorMessage(),
+				From:              ev.GetFrom(),
+				To:                ev.GetTo(),
+				Body:              ev.GetBody(),
 			}
-			sendMu.Lock()
-			err := stream.Send(ack)
-			sendMu.Unlock()
-			if err != nil {
-				select {
-				case sendErr <- err:
-				default:
+			if n := ev.GetAtUnixNano(); n != 0 {
+				e.At = time.Unix(0, n)
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return c.fromStatus(ctx, ctx.Err())
+			}
+			wg.Add(1)
+			go func(id uint64) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ack := &providerpb.ReceiveAck{Id: id}
+				if handle(e) != nil {
+					ack.ErrorCode = ackHandlerFailed
 				}
-				cancel() // Recv returns, and Receive with it
-			}
-		}(ev.GetId())
+				acks.send(ack)
+			}(ev.GetId())
+		}
 	}
+}
+
+// ackSender is the host side of one receive stream's acks: it sends them in batches.
+type ackSender struct {
+	stream interface {
+		Send(*providerpb.ReceiveAckBatch) error
+	}
+	cancel context.CancelFunc
+	// failed receives the first send error; Receive returns it.
+	failed chan error
+
+	mu      sync.Mutex
+	queue   []*providerpb.ReceiveAck
+	sending bool // a call is sending frames; it sends the queue too
+}
+
+// send queues ack and, unless another call is already sending, sends frames until the queue is
+// empty. After a send error the stream is cancelled and acks are dropped: their events are
+// delivered again.
+func (a *ackSender) send(ack *providerpb.ReceiveAck) {
+	a.mu.Lock()
+	a.queue = append(a.queue, ack)
+	if a.sending {
+		a.mu.Unlock()
+		return
+	}
+	a.sending = true
+	// Yield once before taking the queue: the handlers made runnable together with this one
+	// queue theirs first and share its frame. With nothing else runnable this returns at once.
+	a.mu.Unlock()
+	runtime.Gosched()
+	a.mu.Lock()
+	for len(a.queue) > 0 {
+		// A new frame each time: gRPC allows no change to a message after Send.
+		n := min(len(a.queue), maxFrameAcks)
+		frame := &providerpb.ReceiveAckBatch{Acks: slices.Clone(a.queue[:n])}
+		rest := copy(a.queue, a.queue[n:])
+		clear(a.queue[rest:])
+		a.queue = a.queue[:rest]
+		a.mu.Unlock()
+		err := a.stream.Send(frame)
+		a.mu.Lock()
+		if err != nil {
+			clear(a.queue)
+			a.queue = a.queue[:0]
+			select {
+			case a.failed <- err:
+			default:
+			}
+			a.cancel() // Recv returns, and Receive with it
+			break
+		}
+	}
+	a.sending = false
+	a.mu.Unlock()
 }
 
 // fromStatus turns a gRPC error into an *Error with a stable code, or ctx's error when the caller

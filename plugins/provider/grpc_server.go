@@ -3,6 +3,8 @@ package provider
 import (
 	"context"
 	"errors"
+	"runtime"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -93,59 +95,42 @@ func (s *grpcServer) Send(ctx context.Context, batch *providerpb.SendBatch) (*pr
 	return out, nil
 }
 
+// maxFrameEvents caps the events of one ProviderEventBatch frame; more ready events go in the next.
+const maxFrameEvents = 256
+
 // Receive runs the provider's Receive for the life of the stream. Each event the provider hands to
 // handle is sent to the host with a fresh id, and handle returns when the host answers that id: nil
 // for an ack, an error for a negative ack or when the stream ends first. handle may be called from
 // several goroutines at once; every concurrent call keeps one more event in flight.
+//
+// Events travel in batches without waiting to fill one: a handle call that finds no frame being
+// sent yields once to the calls that are ready to run, then sends its event together with every
+// event queued meanwhile, and goes on sending what queues up while it was sending until nothing is
+// left; the other calls only queue theirs. No timer is involved, so a lone event goes out at once.
 func (s *grpcServer) Receive(stream providerpb.Provider_ReceiveServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-
-	var (
-		mu      sync.Mutex
-		nextID  uint64
-		waiting = make(map[uint64]chan bool)
-		sendMu  sync.Mutex
-	)
-	forget := func(id uint64) {
-		mu.Lock()
-		delete(waiting, id)
-		mu.Unlock()
-	}
+	r := &eventSender{stream: stream, cancel: cancel, waiting: make(map[uint64]chan bool)}
 
 	// The reader answers waiting handle calls. It ends when the stream does, which at the latest is
 	// when this method returns.
 	go func() {
 		defer cancel()
+		in := &providerpb.ReceiveAckBatch{}
 		for {
-			ack, err := stream.Recv()
-			if err != nil {
+			if err := stream.RecvMsg(in); err != nil {
 				return
 			}
-			mu.Lock()
-			ch, ok := waiting[ack.GetId()]
-			delete(waiting, ack.GetId())
-			mu.Unlock()
-			if ok {
-				ch <- ack.GetErrorCode() == ""
-			}
+			r.answer(in.GetAcks())
 		}
 	}()
 
 	handle := func(ev Event) error {
-		ch := make(chan bool, 1)
-		mu.Lock()
-		nextID++
-		id := nextID
-		waiting[id] = ch
-		mu.Unlock()
-
 		var at int64
 		if !ev.At.IsZero() {
 			at = ev.At.UnixNano()
 		}
 		msg := &providerpb.ProviderEvent{
-			Id:                id,
 			Kind:              string(ev.Kind),
 			ProviderMessageId: ev.ProviderMessageID,
 			Status:            ev.Status,
@@ -157,17 +142,9 @@ func (s *grpcServer) Receive(stream providerpb.Provider_ReceiveServer) error {
 			AtUnixNano:        at,
 		}
 		if ctx.Err() != nil {
-			forget(id)
 			return errStreamClosed
 		}
-		sendMu.Lock()
-		err := stream.Send(msg)
-		sendMu.Unlock()
-		if err != nil {
-			forget(id)
-			cancel()
-			return errStreamClosed
-		}
+		id, ch := r.send(msg)
 		select {
 		case ok := <-ch:
 			if ok {
@@ -175,7 +152,7 @@ func (s *grpcServer) Receive(stream providerpb.Provider_ReceiveServer) error {
 			}
 			return errNotAcked
 		case <-ctx.Done():
-			forget(id)
+			r.forget(id)
 			return errStreamClosed
 		}
 	}
@@ -186,6 +163,83 @@ func (s *grpcServer) Receive(stream providerpb.Provider_ReceiveServer) error {
 		return nil
 	}
 	return toStatus(err, CodeProvider, codes.Unknown)
+}
+
+// eventSender is the plugin side of one receive stream: it numbers events, sends them in batches
+// and hands each ack to the handle call waiting for it.
+type eventSender struct {
+	stream interface {
+		Send(*providerpb.ProviderEventBatch) error
+	}
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	nextID  uint64
+	waiting map[uint64]chan bool // by event id, until answered or forgotten
+	queue   []*providerpb.ProviderEvent
+	sending bool // a handle call is sending frames; it sends the queue too
+}
+
+// send queues ev under a fresh id and, unless another call is already sending, sends frames until
+// the queue is empty. It returns the id and the channel that receives the host's answer.
+func (r *eventSender) send(ev *providerpb.ProviderEvent) (uint64, chan bool) {
+	ch := make(chan bool, 1)
+	r.mu.Lock()
+	r.nextID++
+	id := r.nextID
+	ev.Id = id
+	r.waiting[id] = ch
+	r.queue = append(r.queue, ev)
+	if r.sending {
+		r.mu.Unlock()
+		return id, ch
+	}
+	r.sending = true
+	// Yield once before taking the queue: the handle calls made runnable together with this one
+	// queue theirs first and share its frame. With nothing else runnable this returns at once.
+	r.mu.Unlock()
+	runtime.Gosched()
+	r.mu.Lock()
+	for len(r.queue) > 0 {
+		// A new frame each time: gRPC allows no change to a message after Send.
+		n := min(len(r.queue), maxFrameEvents)
+		frame := &providerpb.ProviderEventBatch{Events: slices.Clone(r.queue[:n])}
+		rest := copy(r.queue, r.queue[n:])
+		clear(r.queue[rest:])
+		r.queue = r.queue[:rest]
+		r.mu.Unlock()
+		err := r.stream.Send(frame)
+		r.mu.Lock()
+		if err != nil {
+			// Every call waiting, queued or sent, learns from the cancelled context.
+			clear(r.queue)
+			r.queue = r.queue[:0]
+			r.cancel()
+			break
+		}
+	}
+	r.sending = false
+	r.mu.Unlock()
+	return id, ch
+}
+
+// answer hands each ack to the call waiting for its event.
+func (r *eventSender) answer(acks []*providerpb.ReceiveAck) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range acks {
+		if ch, ok := r.waiting[a.GetId()]; ok {
+			delete(r.waiting, a.GetId())
+			ch <- a.GetErrorCode() == ""
+		}
+	}
+}
+
+// forget drops the wait for event id.
+func (r *eventSender) forget(id uint64) {
+	r.mu.Lock()
+	delete(r.waiting, id)
+	r.mu.Unlock()
 }
 
 // statusError returns a gRPC status error carrying pe as a PluginError detail.

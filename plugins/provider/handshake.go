@@ -11,8 +11,10 @@ import (
 )
 
 // ProtocolVersion is the version of the plugin protocol. It changes only with an incompatible change
-// of proto/provider.proto; host and plugin must agree on it.
-const ProtocolVersion = 1
+// of proto/provider.proto; host and plugin must agree on it, and go-plugin refuses a plugin of
+// another version at the handshake. Version 2 batches the Receive stream: several events per frame
+// and several acks per frame.
+const ProtocolVersion = 2
 
 // PluginName is the name a provider is served under in the go-plugin plugin set.
 const PluginName = "provider"

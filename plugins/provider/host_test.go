@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
 
 	"github.com/smsproxy/smsproxy/plugins/provider"
@@ -26,9 +28,28 @@ import (
 // itself for its built-in providers.
 const childEnv = "SMSPROXY_TEST_SERVE_PLUGIN"
 
+// childProtocolPrefix, followed by a number, makes the test binary serve the simulator under that
+// plugin protocol version, as a plugin built against another version of this package would.
+const childProtocolPrefix = "simulator-protocol-"
+
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "simulator" {
+	child := os.Getenv(childEnv)
+	if child == "simulator" {
 		provider.Serve(simulator.New())
+		os.Exit(0)
+	}
+	if v, ok := strings.CutPrefix(child, childProtocolPrefix); ok {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			os.Exit(2)
+		}
+		hs := provider.Handshake
+		hs.ProtocolVersion = uint(n)
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig: hs,
+			Plugins:         plugin.PluginSet{provider.PluginName: &provider.GRPCPlugin{Impl: simulator.New()}},
+			GRPCServer:      plugin.DefaultGRPCServer,
+		})
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -340,6 +361,36 @@ func TestLaunchRefusals(t *testing.T) {
 			}
 			if tt.code == provider.CodeInvalidConfig && provider.IsRetryable(err) {
 				t.Errorf("a configuration error must not be retryable: %v", err)
+			}
+		})
+	}
+}
+
+// TestLaunchRefusesOtherProtocol checks that a plugin speaking another protocol version is refused
+// at the handshake with a clear error, before any call: protocol 1 (one event and one ack per
+// Receive frame) and a future one.
+func TestLaunchRefusesOtherProtocol(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, v := range []uint{1, provider.ProtocolVersion + 1} {
+		t.Run(fmt.Sprintf("protocol %d", v), func(t *testing.T) {
+			p, err := provider.Launch(context.Background(), provider.LaunchConfig{
+				Name: "simulator",
+				Cmd: func() *exec.Cmd {
+					cmd := exec.Command(os.Args[0])
+					cmd.Env = []string{childEnv + "=" + childProtocolPrefix + strconv.FormatUint(uint64(v), 10)}
+					return cmd
+				},
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if p != nil {
+				defer p.Close()
+			}
+			if got := provider.ErrorCode(err); got != provider.CodeStart {
+				t.Fatalf("Launch: %v (code %q), want code %q", err, got, provider.CodeStart)
+			}
+			want := fmt.Sprintf("incompatible API version with plugin. Plugin version: %d, Client versions: [%d]", v, provider.ProtocolVersion)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Launch: %v, want it to say %q", err, want)
 			}
 		})
 	}

@@ -67,11 +67,14 @@ func watchSync(t *testing.T, s *Simulator) *syncWatch {
 // durable: what a machine crash right now would leave.
 func (w *syncWatch) durableRecords(t *testing.T, dir string) map[string]string {
 	t.Helper()
+	// Load the durable length before reading: other Sends' fsyncs may move it on meanwhile, past
+	// what the read returns.
+	durable := w.durable.Load()
 	data, err := os.ReadFile(filepath.Join(dir, LedgerFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, _, err := readRecords(bytes.NewReader(data[:w.durable.Load()]))
+	recs, _, err := readRecords(bytes.NewReader(data[:durable]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,5 +339,23 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met after 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestTakeWaitsForDeliveryTick checks the pacing of Receive: until hold passes, take hands out
+// nothing, not even due events, and says to wait until hold; afterwards it hands out every due
+// event at once.
+func TestTakeWaitsForDeliveryTick(t *testing.T) {
+	s := configured(t, `{}`)
+	send(t, s, req("k1", "+6591000001"), req("k2", "+6591000002"))
+	send(t, s, req("k3", "+6591000003"))
+	hold := time.Now().Add(time.Hour)
+	due, wait, wake := s.take(nil, 64, hold)
+	if len(due) != 0 || wait < time.Hour-time.Minute || wake == nil {
+		t.Fatalf("take before hold: %d events, wait %v, wake %v; want none, about an hour, a channel", len(due), wait, wake)
+	}
+	due, wait, _ = s.take(nil, 64, time.Now())
+	if len(due) != 3 || wait != 0 {
+		t.Fatalf("take after hold: %d events, wait %v; want 3 at once", len(due), wait)
 	}
 }

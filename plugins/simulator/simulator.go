@@ -434,8 +434,9 @@ func (s *Simulator) sentPID(key string) (string, bool) {
 
 // Receive delivers due events to handle until ctx ends, keeping up to receive_window calls of
 // handle in flight at once (handle must be safe for concurrent use). An event is settled when
-// handle returns nil; otherwise it is delivered again after redelivery_delay. Receive returns ctx's
-// error.
+// handle returns nil; otherwise it is delivered again after redelivery_delay. While events keep
+// coming due, deliveries go out in rounds at least deliveryTick apart, so an event may go out up to
+// a tick after it is due. Receive returns ctx's error.
 func (s *Simulator) Receive(ctx context.Context, handle func(provider.Event) error) error {
 	s.mu.Lock()
 	window := s.cfg.ReceiveWindow
@@ -473,12 +474,19 @@ func (s *Simulator) Receive(ctx context.Context, handle func(provider.Event) err
 	timer.Stop()
 	defer timer.Stop()
 	due := make([]*event, 0, window)
+	var hold time.Time // no round of deliveries starts before it
 	for {
 		var (
 			wait time.Duration
 			wake <-chan struct{}
 		)
-		due, wait, wake = s.take(due[:0], window)
+		due, wait, wake = s.take(due[:0], window, hold)
+		// A round that emptied what was due opens the next one deliveryTick later at the earliest,
+		// so a steady flow goes out in bursts; one that filled the window goes on at once.
+		hold = time.Time{}
+		if len(due) > 0 && len(due) < window {
+			hold = time.Now().Add(deliveryTick)
+		}
 		for i, e := range due {
 			inflight.Add(1)
 			select {
@@ -508,15 +516,25 @@ func (s *Simulator) Receive(ctx context.Context, handle func(provider.Event) err
 	}
 }
 
-// take moves up to n due events off the queue to dst. If none is due it says how long until one is
-// (0: none queued) and returns the channel closed when the earliest event changes.
-func (s *Simulator) take(dst []*event, n int) ([]*event, time.Duration, <-chan struct{}) {
+// deliveryTick is the shortest time between two rounds of deliveries of one Receive while events
+// keep coming due: the events that come due meanwhile go out together, as a real provider's
+// receipts do, rather than one wake-up, one frame and one ack write each. An event that comes due
+// after a quiet period of a tick goes out on time.
+const deliveryTick = 5 * time.Millisecond
+
+// take moves up to n due events off the queue to dst, unless hold (real time) has not passed. If
+// it takes none it says how long to wait (0: none queued) and returns the channel closed when the
+// earliest event changes.
+func (s *Simulator) take(dst []*event, n int, hold time.Time) ([]*event, time.Duration, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.queue) == 0 {
 		return dst, 0, s.wake
 	}
 	now := s.now()
+	if pause := time.Until(hold); pause > 0 {
+		return dst, max(pause, s.queue[0].due.Sub(now)), s.wake
+	}
 	for len(s.queue) > 0 && len(dst) < n && !s.queue[0].due.After(now) {
 		dst = append(dst, s.queue.pop())
 	}

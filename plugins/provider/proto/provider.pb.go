@@ -615,6 +615,51 @@ func (x *ProviderEvent) GetAtUnixNano() int64 {
 	return 0
 }
 
+// ProviderEventBatch is one frame of the Receive stream from the plugin to the host.
+type ProviderEventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*ProviderEvent       `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderEventBatch) Reset() {
+	*x = ProviderEventBatch{}
+	mi := &file_provider_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderEventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderEventBatch) ProtoMessage() {}
+
+func (x *ProviderEventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderEventBatch.ProtoReflect.Descriptor instead.
+func (*ProviderEventBatch) Descriptor() ([]byte, []int) {
+	return file_provider_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ProviderEventBatch) GetEvents() []*ProviderEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type ReceiveAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the ProviderEvent.id being answered.
@@ -628,7 +673,7 @@ type ReceiveAck struct {
 
 func (x *ReceiveAck) Reset() {
 	*x = ReceiveAck{}
-	mi := &file_provider_proto_msgTypes[9]
+	mi := &file_provider_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +685,7 @@ func (x *ReceiveAck) String() string {
 func (*ReceiveAck) ProtoMessage() {}
 
 func (x *ReceiveAck) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[9]
+	mi := &file_provider_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +698,7 @@ func (x *ReceiveAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveAck.ProtoReflect.Descriptor instead.
 func (*ReceiveAck) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{9}
+	return file_provider_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiveAck) GetId() uint64 {
@@ -670,6 +715,52 @@ func (x *ReceiveAck) GetErrorCode() string {
 	return ""
 }
 
+// ReceiveAckBatch is one frame of the Receive stream from the host to the plugin; its acks may
+// answer events of several ProviderEventBatch frames, in any order.
+type ReceiveAckBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acks          []*ReceiveAck          `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiveAckBatch) Reset() {
+	*x = ReceiveAckBatch{}
+	mi := &file_provider_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiveAckBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiveAckBatch) ProtoMessage() {}
+
+func (x *ReceiveAckBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiveAckBatch.ProtoReflect.Descriptor instead.
+func (*ReceiveAckBatch) Descriptor() ([]byte, []int) {
+	return file_provider_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReceiveAckBatch) GetAcks() []*ReceiveAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
 // PluginError travels as a detail of a gRPC status so the host keeps the stable code and whether a
 // retry may succeed.
 type PluginError struct {
@@ -683,7 +774,7 @@ type PluginError struct {
 
 func (x *PluginError) Reset() {
 	*x = PluginError{}
-	mi := &file_provider_proto_msgTypes[10]
+	mi := &file_provider_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +786,7 @@ func (x *PluginError) String() string {
 func (*PluginError) ProtoMessage() {}
 
 func (x *PluginError) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_proto_msgTypes[10]
+	mi := &file_provider_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +799,7 @@ func (x *PluginError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginError.ProtoReflect.Descriptor instead.
 func (*PluginError) Descriptor() ([]byte, []int) {
-	return file_provider_proto_rawDescGZIP(), []int{10}
+	return file_provider_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PluginError) GetCode() string {
@@ -787,21 +878,25 @@ const file_provider_proto_rawDesc = "" +
 	"\x04body\x18\t \x01(\tR\x04body\x12 \n" +
 	"\fat_unix_nano\x18\n" +
 	" \x01(\x03R\n" +
-	"atUnixNano\";\n" +
+	"atUnixNano\"Q\n" +
+	"\x12ProviderEventBatch\x12;\n" +
+	"\x06events\x18\x01 \x03(\v2#.smsproxy.provider.v1.ProviderEventR\x06events\";\n" +
 	"\n" +
 	"ReceiveAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x02 \x01(\tR\terrorCode\"Y\n" +
+	"error_code\x18\x02 \x01(\tR\terrorCode\"G\n" +
+	"\x0fReceiveAckBatch\x124\n" +
+	"\x04acks\x18\x01 \x03(\v2 .smsproxy.provider.v1.ReceiveAckR\x04acks\"Y\n" +
 	"\vPluginError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable2\xf5\x02\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable2\xff\x02\n" +
 	"\bProvider\x12\\\n" +
 	"\tConfigure\x12&.smsproxy.provider.v1.ConfigureRequest\x1a'.smsproxy.provider.v1.ConfigureResponse\x12e\n" +
 	"\fCapabilities\x12).smsproxy.provider.v1.CapabilitiesRequest\x1a*.smsproxy.provider.v1.CapabilitiesResponse\x12N\n" +
-	"\x04Send\x12\x1f.smsproxy.provider.v1.SendBatch\x1a%.smsproxy.provider.v1.SendBatchResult\x12T\n" +
-	"\aReceive\x12 .smsproxy.provider.v1.ReceiveAck\x1a#.smsproxy.provider.v1.ProviderEvent(\x010\x01B@Z>github.com/smsproxy/smsproxy/plugins/provider/proto;providerpbb\x06proto3"
+	"\x04Send\x12\x1f.smsproxy.provider.v1.SendBatch\x1a%.smsproxy.provider.v1.SendBatchResult\x12^\n" +
+	"\aReceive\x12%.smsproxy.provider.v1.ReceiveAckBatch\x1a(.smsproxy.provider.v1.ProviderEventBatch(\x010\x01B@Z>github.com/smsproxy/smsproxy/plugins/provider/proto;providerpbb\x06proto3"
 
 var (
 	file_provider_proto_rawDescOnce sync.Once
@@ -815,7 +910,7 @@ func file_provider_proto_rawDescGZIP() []byte {
 	return file_provider_proto_rawDescData
 }
 
-var file_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_provider_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),     // 0: smsproxy.provider.v1.ConfigureRequest
 	(*ConfigureResponse)(nil),    // 1: smsproxy.provider.v1.ConfigureResponse
@@ -826,25 +921,29 @@ var file_provider_proto_goTypes = []any{
 	(*SendResult)(nil),           // 6: smsproxy.provider.v1.SendResult
 	(*SendBatchResult)(nil),      // 7: smsproxy.provider.v1.SendBatchResult
 	(*ProviderEvent)(nil),        // 8: smsproxy.provider.v1.ProviderEvent
-	(*ReceiveAck)(nil),           // 9: smsproxy.provider.v1.ReceiveAck
-	(*PluginError)(nil),          // 10: smsproxy.provider.v1.PluginError
+	(*ProviderEventBatch)(nil),   // 9: smsproxy.provider.v1.ProviderEventBatch
+	(*ReceiveAck)(nil),           // 10: smsproxy.provider.v1.ReceiveAck
+	(*ReceiveAckBatch)(nil),      // 11: smsproxy.provider.v1.ReceiveAckBatch
+	(*PluginError)(nil),          // 12: smsproxy.provider.v1.PluginError
 }
 var file_provider_proto_depIdxs = []int32{
-	4, // 0: smsproxy.provider.v1.SendBatch.requests:type_name -> smsproxy.provider.v1.SendRequest
-	6, // 1: smsproxy.provider.v1.SendBatchResult.results:type_name -> smsproxy.provider.v1.SendResult
-	0, // 2: smsproxy.provider.v1.Provider.Configure:input_type -> smsproxy.provider.v1.ConfigureRequest
-	2, // 3: smsproxy.provider.v1.Provider.Capabilities:input_type -> smsproxy.provider.v1.CapabilitiesRequest
-	5, // 4: smsproxy.provider.v1.Provider.Send:input_type -> smsproxy.provider.v1.SendBatch
-	9, // 5: smsproxy.provider.v1.Provider.Receive:input_type -> smsproxy.provider.v1.ReceiveAck
-	1, // 6: smsproxy.provider.v1.Provider.Configure:output_type -> smsproxy.provider.v1.ConfigureResponse
-	3, // 7: smsproxy.provider.v1.Provider.Capabilities:output_type -> smsproxy.provider.v1.CapabilitiesResponse
-	7, // 8: smsproxy.provider.v1.Provider.Send:output_type -> smsproxy.provider.v1.SendBatchResult
-	8, // 9: smsproxy.provider.v1.Provider.Receive:output_type -> smsproxy.provider.v1.ProviderEvent
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4,  // 0: smsproxy.provider.v1.SendBatch.requests:type_name -> smsproxy.provider.v1.SendRequest
+	6,  // 1: smsproxy.provider.v1.SendBatchResult.results:type_name -> smsproxy.provider.v1.SendResult
+	8,  // 2: smsproxy.provider.v1.ProviderEventBatch.events:type_name -> smsproxy.provider.v1.ProviderEvent
+	10, // 3: smsproxy.provider.v1.ReceiveAckBatch.acks:type_name -> smsproxy.provider.v1.ReceiveAck
+	0,  // 4: smsproxy.provider.v1.Provider.Configure:input_type -> smsproxy.provider.v1.ConfigureRequest
+	2,  // 5: smsproxy.provider.v1.Provider.Capabilities:input_type -> smsproxy.provider.v1.CapabilitiesRequest
+	5,  // 6: smsproxy.provider.v1.Provider.Send:input_type -> smsproxy.provider.v1.SendBatch
+	11, // 7: smsproxy.provider.v1.Provider.Receive:input_type -> smsproxy.provider.v1.ReceiveAckBatch
+	1,  // 8: smsproxy.provider.v1.Provider.Configure:output_type -> smsproxy.provider.v1.ConfigureResponse
+	3,  // 9: smsproxy.provider.v1.Provider.Capabilities:output_type -> smsproxy.provider.v1.CapabilitiesResponse
+	7,  // 10: smsproxy.provider.v1.Provider.Send:output_type -> smsproxy.provider.v1.SendBatchResult
+	9,  // 11: smsproxy.provider.v1.Provider.Receive:output_type -> smsproxy.provider.v1.ProviderEventBatch
+	8,  // [8:12] is the sub-list for method output_type
+	4,  // [4:8] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_provider_proto_init() }
@@ -858,7 +957,7 @@ func file_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_proto_rawDesc), len(file_provider_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,7 +44,9 @@ type ProviderClient interface {
 	// Receive streams receipts and inbound messages. Each event carries an id unique within the
 	// stream; the host answers every event with a ReceiveAck once it has handled it. An event that
 	// is not acknowledged (negative ack, broken stream, plugin restart) is delivered again later.
-	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveAck, ProviderEvent], error)
+	// Both directions carry batches: a frame holds every event (or ack) that was ready when it was
+	// sent, so one frame carries one or many; neither side waits to fill a frame.
+	Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveAckBatch, ProviderEventBatch], error)
 }
 
 type providerClient struct {
@@ -85,18 +87,18 @@ func (c *providerClient) Send(ctx context.Context, in *SendBatch, opts ...grpc.C
 	return out, nil
 }
 
-func (c *providerClient) Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveAck, ProviderEvent], error) {
+func (c *providerClient) Receive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReceiveAckBatch, ProviderEventBatch], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Provider_ServiceDesc.Streams[0], Provider_Receive_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[ReceiveAck, ProviderEvent]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ReceiveAckBatch, ProviderEventBatch]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Provider_ReceiveClient = grpc.BidiStreamingClient[ReceiveAck, ProviderEvent]
+type Provider_ReceiveClient = grpc.BidiStreamingClient[ReceiveAckBatch, ProviderEventBatch]
 
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
@@ -114,7 +116,9 @@ type ProviderServer interface {
 	// Receive streams receipts and inbound messages. Each event carries an id unique within the
 	// stream; the host answers every event with a ReceiveAck once it has handled it. An event that
 	// is not acknowledged (negative ack, broken stream, plugin restart) is delivered again later.
-	Receive(grpc.BidiStreamingServer[ReceiveAck, ProviderEvent]) error
+	// Both directions carry batches: a frame holds every event (or ack) that was ready when it was
+	// sent, so one frame carries one or many; neither side waits to fill a frame.
+	Receive(grpc.BidiStreamingServer[ReceiveAckBatch, ProviderEventBatch]) error
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -134,7 +138,7 @@ func (UnimplementedProviderServer) Capabilities(context.Context, *CapabilitiesRe
 func (UnimplementedProviderServer) Send(context.Context, *SendBatch) (*SendBatchResult, error) {
 	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
 }
-func (UnimplementedProviderServer) Receive(grpc.BidiStreamingServer[ReceiveAck, ProviderEvent]) error {
+func (UnimplementedProviderServer) Receive(grpc.BidiStreamingServer[ReceiveAckBatch, ProviderEventBatch]) error {
 	return status.Error(codes.Unimplemented, "method Receive not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
@@ -213,11 +217,11 @@ func _Provider_Send_Handler(srv interface{}, ctx context.Context, dec func(inter
 }
 
 func _Provider_Receive_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(ProviderServer).Receive(&grpc.GenericServerStream[ReceiveAck, ProviderEvent]{ServerStream: stream})
+	return srv.(ProviderServer).Receive(&grpc.GenericServerStream[ReceiveAckBatch, ProviderEventBatch]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Provider_ReceiveServer = grpc.BidiStreamingServer[ReceiveAck, ProviderEvent]
+type Provider_ReceiveServer = grpc.BidiStreamingServer[ReceiveAckBatch, ProviderEventBatch]
 
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
