@@ -23,8 +23,9 @@ import (
 const ClassRule = "data.smsproxy.class"
 
 // ClassCacheSize is how many classes a policy revision keeps. Classes are few (apps × countries ×
-// senders × categories in use); a class pushed out is evaluated again when it comes back.
-const ClassCacheSize = 16384
+// senders × categories in use); a class pushed out is evaluated again when it comes back. A kept
+// class takes about 3 KB (the pack, a refused class with its sentences), so a full cache ≈ 12 MB.
+const ClassCacheSize = 4096
 
 var classRef = ast.Ref{ast.DefaultRootDocument, ast.InternedTerm("smsproxy"), ast.InternedTerm("class")}
 
