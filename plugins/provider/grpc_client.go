@@ -241,7 +241,7 @@ func (c *grpcClient) fromStatus(ctx context.Context, err error) error {
 	}
 	for _, d := range st.Details() {
 		if pe, ok := d.(*providerpb.PluginError); ok {
-			return &Error{Code: pe.GetCode(), Message: pe.GetMessage(), Retryable: pe.GetRetryable(), Err: err}
+			return &Error{Code: pe.GetCode(), Message: pe.GetMessage(), Retryable: pe.GetRetryable(), NotSent: pe.GetNotSent(), Err: err}
 		}
 	}
 	switch st.Code() {

@@ -245,7 +245,7 @@ func (r *eventSender) forget(id uint64) {
 // statusError returns a gRPC status error carrying pe as a PluginError detail.
 func statusError(c codes.Code, pe *Error) error {
 	st := status.New(c, pe.Error())
-	if d, err := st.WithDetails(&providerpb.PluginError{Code: pe.Code, Message: pe.Message, Retryable: pe.Retryable}); err == nil {
+	if d, err := st.WithDetails(&providerpb.PluginError{Code: pe.Code, Message: pe.Message, Retryable: pe.Retryable, NotSent: pe.NotSent}); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -113,11 +113,13 @@ func TestGRPCSendErrors(t *testing.T) {
 		f         *fake
 		code      string
 		retryable bool
+		notSent   bool
 	}{
-		{"coded error keeps code and retry hint", &fake{sendErr: &provider.Error{Code: "quota", Message: "daily quota reached", Retryable: true}}, "quota", true},
-		{"plain error", &fake{sendErr: errors.New("boom")}, provider.CodeProvider, false},
-		{"deadline inside provider", &fake{sendErr: context.DeadlineExceeded}, provider.CodeTimeout, true},
-		{"wrong result count", &fake{short: true}, provider.CodeProtocol, false},
+		{"coded error keeps code and retry hint", &fake{sendErr: &provider.Error{Code: "quota", Message: "daily quota reached", Retryable: true}}, "quota", true, false},
+		{"call refused as a whole keeps not sent", &fake{sendErr: &provider.Error{Code: "bad_credentials", Message: "the provider refused the credentials", NotSent: true}}, "bad_credentials", false, true},
+		{"plain error", &fake{sendErr: errors.New("boom")}, provider.CodeProvider, false, false},
+		{"deadline inside provider", &fake{sendErr: context.DeadlineExceeded}, provider.CodeTimeout, true, false},
+		{"wrong result count", &fake{short: true}, provider.CodeProtocol, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +130,13 @@ func TestGRPCSendErrors(t *testing.T) {
 			}
 			if got := provider.IsRetryable(err); got != tt.retryable {
 				t.Errorf("IsRetryable = %v, want %v", got, tt.retryable)
+			}
+			var pe *provider.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("%T %v is not a *provider.Error", err, err)
+			}
+			if pe.NotSent != tt.notSent {
+				t.Errorf("NotSent = %v, want %v", pe.NotSent, tt.notSent)
 			}
 		})
 	}

@@ -244,16 +244,21 @@ func (p *Plugin) supervise() {
 func (p *Plugin) current() (*instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// No call is made in either case, so the errors say NotSent.
 	switch {
 	case p.closed:
-		return nil, p.closedError()
+		e := p.closedError()
+		e.NotSent = true
+		return nil, e
 	case p.inst == nil:
-		return nil, &Error{Code: CodeUnavailable, Message: "plugin " + p.cfg.Name + " is restarting", Retryable: true}
+		return nil, &Error{Code: CodeUnavailable, Message: "plugin " + p.cfg.Name + " is restarting", Retryable: true, NotSent: true}
 	}
 	return p.inst, nil
 }
 
-func (p *Plugin) closedError() error {
+// closedError returns the error of a call to a closed plugin. It does not say NotSent: a call in
+// flight when the plugin was closed may have reached the provider.
+func (p *Plugin) closedError() *Error {
 	return &Error{Code: CodeClosed, Message: "plugin " + p.cfg.Name + " is closed"}
 }
 
@@ -283,7 +288,8 @@ func (p *Plugin) Capabilities(ctx context.Context) (Capabilities, error) {
 
 // Send hands a batch to the plugin in one call. If the process dies or is down, the error is
 // retryable: send the same batch again (same idempotency keys) once the plugin is back, or
-// elsewhere.
+// elsewhere. While the process is down, or after Close, no call is made and the error says
+// NotSent.
 func (p *Plugin) Send(ctx context.Context, reqs []SendRequest) ([]SendResult, error) {
 	inst, err := p.current()
 	if err != nil {

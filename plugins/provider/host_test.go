@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -296,6 +297,59 @@ func TestPluginKillDuringSend(t *testing.T) {
 	err := <-done
 	if !provider.IsRetryable(err) {
 		t.Fatalf("in-flight Send: %v, want a retryable error", err)
+	}
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.NotSent {
+		t.Fatalf("in-flight Send: %v says NotSent, yet the call reached the plugin", err)
+	}
+}
+
+// TestPluginSendWhileDown checks that a Send while the plugin process is down, or after Close,
+// makes no call and says so: the error has NotSent set.
+func TestPluginSendWhileDown(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	// Every start after the first fails, so the plugin stays down once killed.
+	var starts atomic.Int32
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := provider.Launch(ctx, provider.LaunchConfig{
+		Name: "simulator",
+		Cmd: func() *exec.Cmd {
+			if starts.Add(1) == 1 {
+				return simulatorCmd()
+			}
+			return exec.Command("true")
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	defer p.Close()
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); p.Pid() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin was not noticed down within 30s")
+		}
+	}
+
+	_, err = p.Send(context.Background(), batch("down", 2))
+	var pe *provider.Error
+	if !errors.As(err, &pe) || pe.Code != provider.CodeUnavailable || !pe.Retryable || !pe.NotSent {
+		t.Fatalf("Send while restarting: %#v, want a retryable %q error with NotSent", err, provider.CodeUnavailable)
+	}
+	if !pe.NothingSent() {
+		t.Errorf("NothingSent() = false for %v", err)
+	}
+
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Send(context.Background(), batch("closed", 1))
+	if !errors.As(err, &pe) || pe.Code != provider.CodeClosed || !pe.NotSent {
+		t.Fatalf("Send after Close: %#v, want a %q error with NotSent", err, provider.CodeClosed)
 	}
 }
 

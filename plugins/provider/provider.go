@@ -141,6 +141,12 @@ type Error struct {
 	Message string
 	// Retryable tells whether the same call may succeed if made again.
 	Retryable bool
+	// NotSent tells that the provider certainly took no message of the call, so the call may go
+	// elsewhere at once without risk of a duplicate. The host sets it when it made no call, as while
+	// the plugin is restarting or after Close; a provider sets it when it refused the call as a whole
+	// before sending anything, e.g. for bad credentials. False means the provider may have taken
+	// any message of the call.
+	NotSent bool
 	// Err is the cause, if any; it stays in the process that created the Error.
 	Err error
 }
@@ -155,6 +161,11 @@ func (e *Error) Error() string {
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
+
+// NothingSent reports e.NotSent: whether the provider certainly took no message of the call. It
+// lets packages that see only an error interface, such as the dispatcher, ask without importing
+// this type.
+func (e *Error) NothingSent() bool { return e.NotSent }
 
 // IsRetryable reports whether err, or an error it wraps, is an *Error marked retryable: the call
 // may succeed if made again, here after the plugin restarts or at another provider.

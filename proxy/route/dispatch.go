@@ -52,9 +52,9 @@ type Outcome struct {
 	RetryAt time.Time
 	// AfterAmbiguous is true when an earlier Send of the message to a provider other than Provider
 	// (to any provider, for an outcome of the dispatcher itself) ended without a known result, a
-	// timeout or a transport or protocol error, and that provider has not answered for the message
-	// since. That provider may have taken it: an acceptance is then a possible duplicate, and a
-	// failure may have reached the recipient anyway.
+	// timeout or a transport or protocol error rather than an error that says nothing was sent, and
+	// that provider has not answered for the message since. That provider may have taken it: an
+	// acceptance is then a possible duplicate, and a failure may have reached the recipient anyway.
 	AfterAmbiguous bool
 }
 
@@ -119,13 +119,14 @@ func (c DispatcherConfig) Validate() error {
 // Dispatcher sends messages to providers in batches. Each provider has its own queue and workers; a
 // worker takes whatever is queued, up to the batch cap, without waiting for more. A message goes to
 // the first provider of its route whose breaker lets it through; an acceptance or a refusal that is
-// not retryable is final, and a retryable refusal, or a breaker that stops the send, moves it at
-// once to the next provider. A Send without a known result (a timeout, a transport or protocol
-// error) may have delivered the message, so the pass ends and the next one sends it to the same
-// provider with the same idempotency key; it moves on only once that provider's breaker is open or
-// MaxAmbiguous such Sends in a row failed, and its later outcomes then carry AfterAmbiguous. When a
-// pass over the route ends without a provider, the message waits with exponential backoff for
-// another pass, up to MaxAttempts.
+// not retryable is final, and a retryable refusal, a Send error that says nothing was sent (see
+// NotSentError), or a breaker that stops the send, moves it at once to the next provider. Any other
+// Send error (a timeout, a transport or protocol error) leaves no known result and may have
+// delivered the message, so the pass ends and the next one sends it to the same provider with the
+// same idempotency key; it moves on only once that provider's breaker is open or MaxAmbiguous such
+// Sends in a row failed, and its later outcomes then carry AfterAmbiguous. When a pass over the
+// route ends without a provider, the message waits with exponential backoff for another pass, up
+// to MaxAttempts.
 type Dispatcher struct {
 	router *Router
 	cfg    DispatcherConfig
@@ -388,6 +389,17 @@ func (d *Dispatcher) ambiguous(j *job, p *plan) {
 	d.endPass(j, p, name)
 }
 
+// notSent handles a Send of j to j.cands[j.next] whose error says the provider took no message of
+// the batch: like a retryable refusal, it moves the message on to the next provider at once. The
+// provider did not answer for the message, so an earlier Send to it without a known result stays
+// unsettled and later outcomes still carry AfterAmbiguous; and since it cannot take the message now,
+// the message stops waiting for it, as when its breaker is open.
+func (d *Dispatcher) notSent(j *job, p *plan) {
+	j.unsure = 0
+	j.next++
+	d.place(j, p)
+}
+
 // answered notes that the provider named answered for j: if its earlier Send had no known result,
 // the answer to the resend under the same idempotency key settles it.
 func (j *job) answered(name string) {
@@ -503,6 +515,8 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 	}
 	code := ""
 	switch {
+	case err != nil && nothingSent(err):
+		code = CodeProviderNotSent
 	case err != nil && errors.Is(err, context.DeadlineExceeded):
 		code = CodeProviderTimeout
 	case err != nil:
@@ -516,6 +530,18 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 				break
 			}
 		}
+	}
+	if code == CodeProviderNotSent {
+		ln.breaker.done(gen, false)
+		d.log.Warn("provider took no message of the batch", "provider", ln.name, "code", code, "messages", len(batch))
+		for _, j := range batch {
+			o := j.outcome(ln.name)
+			o.Code, o.Message = code, err.Error()
+			p.outs = append(p.outs, o)
+			d.notSent(j, &p)
+		}
+		d.execute(&p)
+		return
 	}
 	if err != nil { // the provider may have taken any message of the batch
 		ln.breaker.done(gen, false)

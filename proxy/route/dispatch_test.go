@@ -539,7 +539,8 @@ func TestDispatchConcurrent(t *testing.T) {
 
 // checkAfterAmbiguous replays each message's outcomes and checks AfterAmbiguous on every one: it is
 // set exactly when a provider other than the outcome's (any provider, for the dispatcher's own
-// outcomes) had a send error and has not answered for the message since.
+// outcomes) had a send error that did not say nothing was sent and has not answered for the message
+// since.
 func checkAfterAmbiguous(t *testing.T, outs []Outcome) {
 	t.Helper()
 	maybe := map[string][]string{}
@@ -549,7 +550,7 @@ func checkAfterAmbiguous(t *testing.T, outs []Outcome) {
 			t.Fatalf("AfterAmbiguous = %t, want %t, for %+v after unknown results at %v", o.AfterAmbiguous, want, o, maybe[o.MessageID])
 		}
 		switch {
-		case o.Provider == "":
+		case o.Provider == "", o.Code == CodeProviderNotSent: // the provider did not answer for it
 		case o.Code == CodeProviderError || o.Code == CodeProviderTimeout || o.Code == CodeProviderProtocol:
 			if !slices.Contains(maybe[o.MessageID], o.Provider) {
 				maybe[o.MessageID] = append(maybe[o.MessageID], o.Provider)

@@ -39,6 +39,9 @@ const (
 	CodeProviderError = "provider_error"
 	// CodeProviderTimeout is the outcome of a Send that did not answer within Config.Timeout.
 	CodeProviderTimeout = "provider_timeout"
+	// CodeProviderNotSent is the outcome of a Send whose error says the provider certainly took no
+	// message of the batch, e.g. a plugin that is restarting; see NotSentError.
+	CodeProviderNotSent = "provider_not_sent"
 	// CodeProviderProtocol is the outcome of a Send whose results do not match its requests.
 	CodeProviderProtocol = "provider_protocol_error"
 	// CodeProviderRefused is the outcome of a refusal that carried no code of its own.
@@ -76,13 +79,30 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Sender is the part of a provider the router uses. Send hands over a batch; results are in request
-// order, and an error means no result is known for any request of the batch. Send must honour ctx.
+// order, and an error means no result is known for any request of the batch, unless it is a
+// NotSentError that says the provider took none of them. Send must honour ctx.
 type Sender interface {
 	Send(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error)
 }
 
 // Every provider plugin is a Sender.
 var _ Sender = provider.Provider(nil)
+
+// NotSentError is an optional ability of a Send error: NothingSent reports true when the provider
+// certainly took no message of the batch, e.g. because the call never reached it. Such an error
+// leaves no doubt, so the messages move on to the next provider at once, as after a retryable
+// refusal; any other Send error may hide an acceptance. The plugin host's errors have it.
+type NotSentError interface {
+	error
+	NothingSent() bool
+}
+
+// nothingSent reports whether err, or an error it wraps, is a NotSentError that says nothing was
+// sent.
+func nothingSent(err error) bool {
+	var ns NotSentError
+	return errors.As(err, &ns) && ns.NothingSent()
+}
 
 // Timer is a pending call made by Clock.AfterFunc.
 type Timer interface {

@@ -764,10 +764,14 @@ func (x *ReceiveAckBatch) GetAcks() []*ReceiveAck {
 // PluginError travels as a detail of a gRPC status so the host keeps the stable code and whether a
 // retry may succeed.
 type PluginError struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	Retryable     bool                   `protobuf:"varint,3,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Code      string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message   string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Retryable bool                   `protobuf:"varint,3,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	// not_sent is true when the provider refused the call as a whole before sending anything, e.g.
+	// for bad credentials: it took no message of the call, so the host may send them elsewhere at
+	// once without risk of a duplicate.
+	NotSent       bool `protobuf:"varint,4,opt,name=not_sent,json=notSent,proto3" json:"not_sent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +823,13 @@ func (x *PluginError) GetMessage() string {
 func (x *PluginError) GetRetryable() bool {
 	if x != nil {
 		return x.Retryable
+	}
+	return false
+}
+
+func (x *PluginError) GetNotSent() bool {
+	if x != nil {
+		return x.NotSent
 	}
 	return false
 }
@@ -887,11 +898,12 @@ const file_provider_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x02 \x01(\tR\terrorCode\"G\n" +
 	"\x0fReceiveAckBatch\x124\n" +
-	"\x04acks\x18\x01 \x03(\v2 .smsproxy.provider.v1.ReceiveAckR\x04acks\"Y\n" +
+	"\x04acks\x18\x01 \x03(\v2 .smsproxy.provider.v1.ReceiveAckR\x04acks\"t\n" +
 	"\vPluginError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable2\xff\x02\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\x12\x19\n" +
+	"\bnot_sent\x18\x04 \x01(\bR\anotSent2\xff\x02\n" +
 	"\bProvider\x12\\\n" +
 	"\tConfigure\x12&.smsproxy.provider.v1.ConfigureRequest\x1a'.smsproxy.provider.v1.ConfigureResponse\x12e\n" +
 	"\fCapabilities\x12).smsproxy.provider.v1.CapabilitiesRequest\x1a*.smsproxy.provider.v1.CapabilitiesResponse\x12N\n" +
