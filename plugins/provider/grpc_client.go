@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -187,40 +185,18 @@ type ackSender struct {
 // delivered again.
 func (a *ackSender) send(ack *providerpb.ReceiveAck) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.queue = append(a.queue, ack)
-	if a.sending {
-		a.mu.Unlock()
-		return
-	}
-	a.sending = true
-	// Yield once before taking the queue: the handlers made runnable together with this one
-	// queue theirs first and share its frame. With nothing else runnable this returns at once.
-	a.mu.Unlock()
-	runtime.Gosched()
-	a.mu.Lock()
-	for len(a.queue) > 0 {
-		// A new frame each time: gRPC allows no change to a message after Send.
-		n := min(len(a.queue), maxFrameAcks)
-		frame := &providerpb.ReceiveAckBatch{Acks: slices.Clone(a.queue[:n])}
-		rest := copy(a.queue, a.queue[n:])
-		clear(a.queue[rest:])
-		a.queue = a.queue[:rest]
-		a.mu.Unlock()
-		err := a.stream.Send(frame)
-		a.mu.Lock()
-		if err != nil {
-			clear(a.queue)
-			a.queue = a.queue[:0]
-			select {
-			case a.failed <- err:
-			default:
-			}
-			a.cancel() // Recv returns, and Receive with it
-			break
+	err := sendQueued(&a.mu, &a.queue, &a.sending, maxFrameAcks, func(acks []*providerpb.ReceiveAck) error {
+		return a.stream.Send(&providerpb.ReceiveAckBatch{Acks: acks})
+	})
+	if err != nil {
+		select {
+		case a.failed <- err:
+		default:
 		}
+		a.cancel() // Recv returns, and Receive with it
 	}
-	a.sending = false
-	a.mu.Unlock()
 }
 
 // fromStatus turns a gRPC error into an *Error with a stable code, or ctx's error when the caller

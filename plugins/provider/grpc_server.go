@@ -3,8 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"runtime"
-	"slices"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -190,36 +188,13 @@ func (r *eventSender) send(ev *providerpb.ProviderEvent) (uint64, chan bool) {
 	ev.Id = id
 	r.waiting[id] = ch
 	r.queue = append(r.queue, ev)
-	if r.sending {
-		r.mu.Unlock()
-		return id, ch
-	}
-	r.sending = true
-	// Yield once before taking the queue: the handle calls made runnable together with this one
-	// queue theirs first and share its frame. With nothing else runnable this returns at once.
+	err := sendQueued(&r.mu, &r.queue, &r.sending, maxFrameEvents, func(evs []*providerpb.ProviderEvent) error {
+		return r.stream.Send(&providerpb.ProviderEventBatch{Events: evs})
+	})
 	r.mu.Unlock()
-	runtime.Gosched()
-	r.mu.Lock()
-	for len(r.queue) > 0 {
-		// A new frame each time: gRPC allows no change to a message after Send.
-		n := min(len(r.queue), maxFrameEvents)
-		frame := &providerpb.ProviderEventBatch{Events: slices.Clone(r.queue[:n])}
-		rest := copy(r.queue, r.queue[n:])
-		clear(r.queue[rest:])
-		r.queue = r.queue[:rest]
-		r.mu.Unlock()
-		err := r.stream.Send(frame)
-		r.mu.Lock()
-		if err != nil {
-			// Every call waiting, queued or sent, learns from the cancelled context.
-			clear(r.queue)
-			r.queue = r.queue[:0]
-			r.cancel()
-			break
-		}
+	if err != nil {
+		r.cancel() // every call waiting, queued or sent, learns from the cancelled context
 	}
-	r.sending = false
-	r.mu.Unlock()
 	return id, ch
 }
 

@@ -531,26 +531,19 @@ func (d *Dispatcher) send(ln *lane, batch []*job) {
 			}
 		}
 	}
-	if code == CodeProviderNotSent {
-		ln.breaker.done(gen, false)
-		d.log.Warn("provider took no message of the batch", "provider", ln.name, "code", code, "messages", len(batch))
-		for _, j := range batch {
-			o := j.outcome(ln.name)
-			o.Code, o.Message = code, err.Error()
-			p.outs = append(p.outs, o)
-			d.notSent(j, &p)
+	if err != nil {
+		// Unless the error says nothing was sent, the provider may have taken any message of the batch.
+		next, what := d.ambiguous, "provider send failed"
+		if code == CodeProviderNotSent {
+			next, what = d.notSent, "provider took no message of the batch"
 		}
-		d.execute(&p)
-		return
-	}
-	if err != nil { // the provider may have taken any message of the batch
 		ln.breaker.done(gen, false)
-		d.log.Warn("provider send failed", "provider", ln.name, "code", code, "messages", len(batch))
+		d.log.Warn(what, "provider", ln.name, "code", code, "messages", len(batch))
 		for _, j := range batch {
 			o := j.outcome(ln.name)
 			o.Code, o.Message = code, err.Error()
 			p.outs = append(p.outs, o)
-			d.ambiguous(j, &p)
+			next(j, &p)
 		}
 		d.execute(&p)
 		return
