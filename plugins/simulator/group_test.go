@@ -227,7 +227,8 @@ func TestGroupCommitFailureSendsNothing(t *testing.T) {
 	}
 	for range 3 {
 		o := <-later
-		if provider.ErrorCode(o.err) != CodeLedger || !provider.IsRetryable(o.err) || o.res != nil {
+		var perr *provider.Error
+		if provider.ErrorCode(o.err) != CodeLedger || !provider.IsRetryable(o.err) || o.res != nil || !errors.As(o.err, &perr) || !perr.NotSent {
 			t.Errorf("Send in the failed group: %+v, %v; want a retryable %s error", o.res, o.err, CodeLedger)
 		}
 	}

@@ -207,7 +207,7 @@ func (s *Simulator) Capabilities(context.Context) (provider.Capabilities, error)
 // Sends share an fsync, and a Send never answers before its records are on disk.
 func (s *Simulator) Send(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
 	if len(reqs) > MaxBatch {
-		return nil, &provider.Error{Code: provider.CodeBatchTooLarge, Message: fmt.Sprintf("simulator: at most %d messages per batch", MaxBatch)}
+		return nil, &provider.Error{Code: provider.CodeBatchTooLarge, Message: fmt.Sprintf("simulator: at most %d messages per batch", MaxBatch), NotSent: true}
 	}
 	s.mu.Lock()
 	latency := s.cfg.Latency
@@ -300,7 +300,7 @@ func (s *Simulator) commit(ops []*sendOp) {
 	defer s.mu.Unlock()
 	if err != nil {
 		slog.Error("simulator ledger write failed", "err", err)
-		perr := &provider.Error{Code: CodeLedger, Message: "simulator: the ledger could not be written; nothing was sent", Retryable: true, Err: err}
+		perr := &provider.Error{Code: CodeLedger, Message: "simulator: the ledger could not be written; nothing was sent", Retryable: true, NotSent: true, Err: err}
 		for _, op := range ops {
 			op.res, op.err = nil, perr
 		}

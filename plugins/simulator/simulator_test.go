@@ -150,8 +150,9 @@ func TestSendRefusals(t *testing.T) {
 		t.Errorf("no destination: %+v", res[0])
 	}
 	_, err := s.Send(context.Background(), make([]provider.SendRequest, MaxBatch+1))
-	if provider.ErrorCode(err) != provider.CodeBatchTooLarge {
-		t.Errorf("oversized batch: %v", err)
+	var perr *provider.Error
+	if provider.ErrorCode(err) != provider.CodeBatchTooLarge || !errors.As(err, &perr) || !perr.NotSent {
+		t.Errorf("oversized batch: %v; want %s saying nothing was sent", err, provider.CodeBatchTooLarge)
 	}
 }
 
