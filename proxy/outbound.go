@@ -194,7 +194,7 @@ func (o *outbound) Sent(ctx context.Context, outcomes []route.Outcome) {
 			failed = append(failed, store.Failed{MessageID: oc.MessageID, Provider: oc.Provider, Code: oc.Code,
 				Attempts: oc.Attempt, MaybeDelivered: oc.AfterAmbiguous})
 		case !oc.RetryAt.IsZero():
-			if err := o.p.store.RecordRetry(ctx, oc.MessageID, oc.Attempt, oc.RetryAt, oc.Code); err != nil {
+			if err := o.p.store.RecordRetry(ctx, oc.MessageID, oc.Attempt, oc.RetryAt, oc.Code, oc.MaybeSent); err != nil {
 				o.p.log.Error("cannot record a retry", "err", err)
 			}
 		}
@@ -321,7 +321,8 @@ func (o *outbound) drainOutbox(ctx context.Context) error {
 				_ = o.p.store.RecordFailed(ctx, []store.Failed{{MessageID: it.MessageID, Code: "outbox_corrupt", Attempts: it.Attempts}})
 				continue
 			}
-			item := route.Item{Req: pl.Req, Country: pl.Req.Country, Providers: o.p.usable(pl.Providers), Attempt: it.Attempts}
+			item := route.Item{Req: pl.Req, Country: pl.Req.Country, Providers: o.p.usable(pl.Providers), Attempt: it.Attempts,
+				MaybeSent: it.MaybeSent}
 			if err := o.dispatcher.Enqueue(ctx, item); err != nil {
 				o.done(it.MessageID)
 				if route.CodeOf(err) != route.CodeNoRoute {

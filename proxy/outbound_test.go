@@ -88,7 +88,9 @@ func (s *outboxStore) RecordFailed(_ context.Context, failed []store.Failed) err
 	return nil
 }
 
-func (s *outboxStore) RecordRetry(context.Context, string, int, time.Time, string) error { return nil }
+func (s *outboxStore) RecordRetry(context.Context, string, int, time.Time, string, []string) error {
+	return nil
+}
 
 func (s *outboxStore) sentCount(id string) int {
 	s.mu.Lock()

@@ -43,7 +43,7 @@ type messageStore interface {
 	PendingOutbox(ctx context.Context, limit int, after string) ([]store.OutboxItem, error)
 	RecordSent(ctx context.Context, sent []store.Sent) error
 	RecordFailed(ctx context.Context, failed []store.Failed) error
-	RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string) error
+	RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string, maybeSent []string) error
 	ApplyReceipt(ctx context.Context, r store.Receipt) (store.ReceiptResult, error)
 	Close() error
 }

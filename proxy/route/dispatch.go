@@ -25,6 +25,11 @@ type Item struct {
 	// Attempt is how many passes over the providers were already made for this message, e.g. when
 	// the outbox hands it over again after a restart; 0 for a new message.
 	Attempt int
+	// MaybeSent lists the providers whose earlier Send of the message ended without a known result,
+	// as the last retry outcome's MaybeSent said before a restart: the message goes to the first of
+	// them that serves it before any other, with the same idempotency key, and an acceptance
+	// elsewhere carries AfterAmbiguous. Empty for a new message.
+	MaybeSent []string
 }
 
 // Outcome is what happened to one message at one step. A message yields one or more outcomes: one
@@ -50,6 +55,11 @@ type Outcome struct {
 	Attempt int
 	// RetryAt is set when the dispatcher scheduled another pass at that time.
 	RetryAt time.Time
+	// MaybeSent lists, on an outcome with RetryAt set, the providers that may have taken the message
+	// (their Send ended without a known result and they have not answered for it since). Keep it
+	// with the retry and hand it back in Item.MaybeSent if the message is enqueued again after a
+	// restart, so that the resend goes to them first.
+	MaybeSent []string
 	// AfterAmbiguous is true when an earlier Send of the message to a provider other than Provider
 	// (to any provider, for an outcome of the dispatcher itself) ended without a known result, a
 	// timeout or a transport or protocol error rather than an error that says nothing was sent, and
@@ -164,6 +174,23 @@ type job struct {
 	maybe []string
 }
 
+// resume restores what an earlier life of the dispatcher knew (Item.MaybeSent): the providers that
+// may have taken the message, and that the first of them in the route gets it first, as the resend
+// of a Send without a known result.
+func (j *job) resume() {
+	for _, name := range j.item.MaybeSent {
+		if slices.Contains(j.cands, name) && !slices.Contains(j.maybe, name) {
+			j.maybe = append(j.maybe, name)
+		}
+	}
+	for i, name := range j.cands {
+		if slices.Contains(j.maybe, name) {
+			j.next, j.unsure = i, 1
+			return
+		}
+	}
+}
+
 // outcome returns an outcome of j at provider name, "" for the dispatcher itself.
 func (j *job) outcome(name string) Outcome {
 	o := Outcome{MessageID: j.item.Req.MessageID, Provider: name, Attempt: j.attempt}
@@ -263,6 +290,7 @@ func (d *Dispatcher) Enqueue(ctx context.Context, it Item) error {
 	d.mu.Unlock()
 
 	j := &job{item: it, cands: cands, attempt: it.Attempt + 1}
+	j.resume()
 	var p plan
 	d.place(j, &p)
 	d.execute(&p)
@@ -359,6 +387,7 @@ func (d *Dispatcher) endPass(j *job, p *plan, again string) {
 	}
 	delay := backoff(j.attempt, d.cfg.MinBackoff, d.cfg.MaxBackoff, d.rand())
 	o.RetryAt = d.router.clock.Now().Add(delay)
+	o.MaybeSent = slices.Clone(j.maybe)
 	o.Message = fmt.Sprintf("no provider took the message; retrying in %s", delay.Round(time.Millisecond))
 	if again != "" {
 		o.Message = fmt.Sprintf("provider %s gave no known result; sending to it again in %s", again, delay.Round(time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -187,7 +188,7 @@ func TestDispatchAcceptedOutcome(t *testing.T) {
 	e.rec.waitFinal(t, 1)
 	got := e.rec.of("m1")
 	want := []Outcome{{MessageID: "m1", Provider: "a", ProviderMessageID: "a-m1", Accepted: true, Final: true, Attempt: 1}}
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("outcomes = %+v, want %+v", got, want)
 	}
 }

@@ -206,7 +206,7 @@ func TestRetryThenSent(t *testing.T) {
 	if _, err := s.Accept(ctx, Accepted{ID: "m1", App: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordRetry(ctx, "m1", 3, time.Now(), "timeout"); err != nil {
+	if err := s.RecordRetry(ctx, "m1", 3, time.Now(), "timeout", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RecordSent(ctx, []Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {

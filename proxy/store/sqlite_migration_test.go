@@ -46,6 +46,7 @@ func TestMigration4DropsMessagesToHash(t *testing.T) {
 	}
 	for _, q := range []string{
 		`CREATE INDEX messages_to_hash ON messages (to_hash, created_at) WHERE to_hash <> ''`,
+		`ALTER TABLE outbox DROP COLUMN maybe_sent`, // 0005
 		`DELETE FROM schema_migrations WHERE version >= 4`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {

@@ -225,16 +225,17 @@ func (s *SQLite) RecordFailed(ctx context.Context, failed []Failed) error {
 }
 
 type retryAudit struct {
-	Attempts      int    `json:"attempts"`
-	NextAttemptAt int64  `json:"next_attempt_at"`
-	Code          string `json:"code,omitempty"`
+	Attempts      int      `json:"attempts"`
+	NextAttemptAt int64    `json:"next_attempt_at"`
+	Code          string   `json:"code,omitempty"`
+	MaybeSent     []string `json:"maybe_sent,omitempty"`
 }
 
 // RecordRetry notes that attempt number attempts of message id failed and that the next one is due
 // at nextAt: it updates the outbox row and the message's attempt count and writes a
 // "message.retry" audit event. It returns ErrNotFound when the message has no outbox row (it does
 // not exist or is no longer waiting to be sent).
-func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string) error {
+func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string, maybeSent []string) error {
 	if id == "" || attempts < 0 {
 		return invalid("a retry needs a message id and a non-negative attempt count")
 	}
@@ -247,7 +248,7 @@ func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextA
 		if err != nil {
 			return err
 		}
-		r, err := w.setRetry.ExecContext(bg, attempts, next, id)
+		r, err := w.setRetry.ExecContext(bg, attempts, next, JoinProviders(maybeSent), id)
 		if err != nil {
 			return err
 		}
@@ -259,7 +260,7 @@ func (s *SQLite) RecordRetry(ctx context.Context, id string, attempts int, nextA
 		if _, err := w.setAttempts.ExecContext(bg, attempts, now, id); err != nil {
 			return err
 		}
-		return s.audit(now, AuditRetry, id, app, retryAudit{attempts, next, code})
+		return s.audit(now, AuditRetry, id, app, retryAudit{attempts, next, code, maybeSent})
 	})
 }
 
@@ -478,11 +479,11 @@ func (s *SQLite) pendingOutbox(ctx context.Context, limit int, after string) ([]
 	for rows.Next() {
 		var it OutboxItem
 		var created, next int64
-		var ref string
-		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref); err != nil {
+		var ref, maybe string
+		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref, &maybe); err != nil {
 			return nil, nil, fmt.Errorf("store: pending outbox: %w", err)
 		}
-		it.CreatedAt, it.NextAttemptAt = fromNanos(created), fromNanos(next)
+		it.CreatedAt, it.NextAttemptAt, it.MaybeSent = fromNanos(created), fromNanos(next), SplitProviders(maybe)
 		items, refs = append(items, it), append(refs, ref)
 	}
 	if err := rows.Err(); err != nil {

@@ -16,14 +16,14 @@ const (
 	qInsOutbox     = `INSERT INTO outbox (message_id, payload, created_at, attempts, next_attempt_at, subject_ref) VALUES (?, ?, ?, 0, ?, ?)`
 	qMsgState      = `SELECT app, status FROM messages WHERE id = ?`
 	qInsProviderID = `INSERT INTO provider_ids (provider, provider_message_id, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
-	qSetRetry      = `UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE message_id = ?`
+	qSetRetry      = `UPDATE outbox SET attempts = ?, next_attempt_at = ?, maybe_sent = ? WHERE message_id = ?`
 	qSetAttempts   = `UPDATE messages SET attempts = ?, updated_at = ? WHERE id = ?`
 
 	qGetMessage = `SELECT id, app, idempotency_key, request_hash, to_masked, to_hash, country, sender, sender_kind, category,
  body, encoding, segments, status, provider, provider_message_id, attempts, created_at, updated_at, detail
  FROM messages WHERE id = ? AND app = ?`
 	qGetHistory = `SELECT kind, at, data FROM audit_events WHERE message_id = ? ORDER BY seq`
-	qPending    = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?`
+	qPending    = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref, maybe_sent FROM outbox WHERE message_id > ? ORDER BY message_id LIMIT ?`
 	// A provider message id is the message's first one (in messages) or a further one (in provider_ids).
 	qCorrelate = `SELECT id, app FROM messages WHERE provider = ? AND provider_message_id = ? AND provider_message_id <> ''
  UNION ALL SELECT p.message_id, m.app FROM provider_ids p JOIN messages m ON m.id = p.message_id

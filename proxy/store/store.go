@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -99,8 +100,10 @@ type Store interface {
 	RecordSent(ctx context.Context, sent []Sent) error
 	// RecordFailed marks messages as finally failed and removes their outbox rows.
 	RecordFailed(ctx context.Context, failed []Failed) error
-	// RecordRetry notes a failed attempt and when to try again.
-	RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string) error
+	// RecordRetry notes a failed attempt and when to try again. maybeSent names the providers that
+	// may have taken the message (their Send had no known result); the outbox row keeps them
+	// (OutboxItem.MaybeSent), so that after a restart the resend goes to them first.
+	RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string, maybeSent []string) error
 	// ApplyReceipt applies a delivery receipt once.
 	ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, error)
 	// Audit lists audit events with a sequence number greater than after, in order.
@@ -241,6 +244,19 @@ type OutboxItem struct {
 	Attempts      int
 	CreatedAt     time.Time
 	NextAttemptAt time.Time
+	// MaybeSent names the providers that may have taken the message, as the last RecordRetry said.
+	MaybeSent []string
+}
+
+// JoinProviders encodes provider names (lower-case letters, digits, - and _) for a text column.
+func JoinProviders(names []string) string { return strings.Join(names, ",") }
+
+// SplitProviders decodes what JoinProviders encoded; "" is none.
+func SplitProviders(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 // Sent says a provider took a message.

@@ -44,7 +44,7 @@ const qClaim = `WITH c AS (
 )
 UPDATE outbox o SET claimed_by = $1, claimed_until = ` + dbNow + ` + $4
 FROM c WHERE o.message_id = c.message_id
-RETURNING o.message_id, o.payload, o.attempts, o.created_at, o.next_attempt_at, o.subject_ref`
+RETURNING o.message_id, o.payload, o.attempts, o.created_at, o.next_attempt_at, o.subject_ref, o.maybe_sent`
 
 // ClaimOutbox claims for owner up to limit outbox rows whose next attempt is due (by this
 // process's clock, the one RecordRetry's times come from), in message id order, and returns them.

@@ -415,9 +415,10 @@ func (p *Postgres) RecordFailed(ctx context.Context, failed []store.Failed) erro
 }
 
 type retryAudit struct {
-	Attempts      int    `json:"attempts"`
-	NextAttemptAt int64  `json:"next_attempt_at"`
-	Code          string `json:"code,omitempty"`
+	Attempts      int      `json:"attempts"`
+	NextAttemptAt int64    `json:"next_attempt_at"`
+	Code          string   `json:"code,omitempty"`
+	MaybeSent     []string `json:"maybe_sent,omitempty"`
 }
 
 // qRetry updates an outbox row for the next attempt (and frees its claim), the message's attempt
@@ -425,7 +426,7 @@ type retryAudit struct {
 const qRetry = `WITH m AS (
   SELECT id, app FROM messages WHERE id = $1 FOR UPDATE
 ), ob AS (
-  UPDATE outbox SET attempts = $2, next_attempt_at = $3, claimed_by = NULL, claimed_until = 0
+  UPDATE outbox SET attempts = $2, next_attempt_at = $3, maybe_sent = $6, claimed_by = NULL, claimed_until = 0
   WHERE message_id IN (SELECT id FROM m) RETURNING message_id
 ), upd AS (
   UPDATE messages SET attempts = $2, updated_at = $4 WHERE id IN (SELECT message_id FROM ob)
@@ -439,19 +440,20 @@ SELECT count(*) FROM ob`
 // at nextAt: it updates the outbox row (releasing any claim on it) and the message's attempt count
 // and writes a "message.retry" audit event. It returns store.ErrNotFound when the message has no
 // outbox row (it does not exist or is no longer waiting to be sent).
-func (p *Postgres) RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string) error {
+func (p *Postgres) RecordRetry(ctx context.Context, id string, attempts int, nextAt time.Time, code string, maybeSent []string) error {
 	if id == "" || attempts < 0 {
 		return invalid("a retry needs a message id and a non-negative attempt count")
 	}
-	if err := checkText("a retry", id, code); err != nil {
+	maybe := store.JoinProviders(maybeSent)
+	if err := checkText("a retry", id, code, maybe); err != nil {
 		return err
 	}
 	next := nanos(nextAt)
 	now := time.Now().UnixNano()
-	data := mustJSON(retryAudit{attempts, next, code})
+	data := mustJSON(retryAudit{attempts, next, code, maybeSent})
 	var n int
 	err := p.w.submit(ctx, func(b *pgx.Batch) {
-		b.Queue(qRetry, id, attempts, next, now, data)
+		b.Queue(qRetry, id, attempts, next, now, data, maybe)
 	}, func(br pgx.BatchResults) error {
 		return br.QueryRow().Scan(&n)
 	})

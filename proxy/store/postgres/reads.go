@@ -21,7 +21,7 @@ const (
  FROM audit_events WHERE message_id = $1
  AND kind IN ('message.accepted', 'message.sent', 'message.failed', 'message.delivered', 'message.undeliverable')
  ORDER BY seq`
-	qPending = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref FROM outbox
+	qPending = `SELECT message_id, payload, attempts, created_at, next_attempt_at, subject_ref, maybe_sent FROM outbox
  WHERE message_id > $1 ORDER BY message_id LIMIT $2`
 	qAudit = `SELECT seq, at, kind, COALESCE(message_id, ''), app, data::text FROM audit_events
  WHERE seq > $1 ORDER BY seq LIMIT $2`
@@ -208,11 +208,11 @@ func scanOutbox(rows pgx.Rows) ([]store.OutboxItem, []string, error) {
 	for rows.Next() {
 		var it store.OutboxItem
 		var created, next int64
-		var ref string
-		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref); err != nil {
+		var ref, maybe string
+		if err := rows.Scan(&it.MessageID, &it.Payload, &it.Attempts, &created, &next, &ref, &maybe); err != nil {
 			return nil, nil, err
 		}
-		it.CreatedAt, it.NextAttemptAt = fromNanos(created), fromNanos(next)
+		it.CreatedAt, it.NextAttemptAt, it.MaybeSent = fromNanos(created), fromNanos(next), store.SplitProviders(maybe)
 		items, refs = append(items, it), append(refs, ref)
 	}
 	return items, refs, rows.Err()

@@ -389,7 +389,7 @@ func TestClaimOutbox(t *testing.T) {
 			return claim(b, "D", 10)
 		}, "[m2]"},
 		{"a retry frees the row, due later", func() string {
-			if err := b.RecordRetry(bgt, "m3", 1, time.Now().Add(time.Hour), "timeout"); err != nil {
+			if err := b.RecordRetry(bgt, "m3", 1, time.Now().Add(time.Hour), "timeout", nil); err != nil {
 				t.Fatal(err)
 			}
 			return claim(a, "A", 10)

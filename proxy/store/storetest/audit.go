@@ -163,7 +163,7 @@ func testChainMixed(t *testing.T, h *auditHarness) {
 	if err := h.s.RecordFailed(bg, []store.Failed{{MessageID: "c05", Code: "no_route", At: base}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.RecordRetry(bg, "c09", 1, base.Add(time.Minute), "timeout"); err != nil {
+	if err := h.s.RecordRetry(bg, "c09", 1, base.Add(time.Minute), "timeout", nil); err != nil {
 		t.Fatal(err)
 	}
 	h.checkpoint(base.Add(time.Hour))

@@ -554,24 +554,32 @@ func testRecordFailed(t *testing.T, h *harness) {
 func testRecordRetry(t *testing.T, h *harness) {
 	h.accept(msg("payments", "m1"))
 	next := base.Add(30 * time.Second)
-	if err := h.s.RecordRetry(bg, "m1", 2, next, "provider_timeout"); err != nil {
+	if err := h.s.RecordRetry(bg, "m1", 1, next, "provider_timeout", nil); err != nil {
+		t.Fatalf("RecordRetry: %v", err)
+	}
+	if items := h.pending(); len(items) != 1 || len(items[0].MaybeSent) != 0 {
+		t.Fatalf("outbox = %+v, want nothing maybe sent", items)
+	}
+	// A Send without a known result: the row keeps who may have the message, for a resend after a restart.
+	if err := h.s.RecordRetry(bg, "m1", 2, next, "provider_timeout", []string{"sim-b", "sim_a"}); err != nil {
 		t.Fatalf("RecordRetry: %v", err)
 	}
 	items := h.pending()
 	if len(items) != 1 || items[0].Attempts != 2 || !items[0].NextAttemptAt.Equal(next) {
 		t.Fatalf("outbox = %+v, want attempts 2 next at %v", items, next)
 	}
+	eq(t, "maybe sent", items[0].MaybeSent, []string{"sim-b", "sim_a"})
 	if v := h.get("payments", "m1"); v.Attempts != 2 || v.Status != store.StatusAccepted {
 		t.Fatalf("message = %+v, want accepted with 2 attempts", v)
 	}
-	eq(t, "audit", h.auditKinds(), []string{"message.accepted/m1", "message.retry/m1"})
-	if err := h.s.RecordRetry(bg, "ghost", 1, next, "x"); !errors.Is(err, store.ErrNotFound) {
+	eq(t, "audit", h.auditKinds(), []string{"message.accepted/m1", "message.retry/m1", "message.retry/m1"})
+	if err := h.s.RecordRetry(bg, "ghost", 1, next, "x", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RecordRetry(ghost) error = %v, want ErrNotFound", err)
 	}
 	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.s.RecordRetry(bg, "m1", 3, next, "x"); !errors.Is(err, store.ErrNotFound) {
+	if err := h.s.RecordRetry(bg, "m1", 3, next, "x", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RecordRetry after send error = %v, want ErrNotFound", err)
 	}
 	if v := h.get("payments", "m1"); v.Attempts != 2 {

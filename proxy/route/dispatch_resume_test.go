@@ -1,0 +1,59 @@
+package route
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestDispatchRetryOutcomeNamesMaybeSent checks that the outcome scheduling a resend after a Send
+// without a known result names the provider that may have the message, so the caller can keep it.
+func TestDispatchRetryOutcomeNamesMaybeSent(t *testing.T) {
+	a := &fakeSender{name: "a", fn: firstThen(blockUntilDone, nil)}
+	e := setup(t, Config{Timeout: 20 * time.Millisecond}, DispatcherConfig{}, a, &fakeSender{name: "b"})
+	e.enqueue(t, msg("m1"))
+	e.clock.waitTimer(t)
+	got := e.rec.of("m1")
+	if len(got) != 2 || got[1].RetryAt.IsZero() || !slices.Equal(got[1].MaybeSent, []string{"a"}) {
+		t.Fatalf("outcomes = %+v, want a retry naming a as maybe sent", got)
+	}
+}
+
+// TestDispatchResumesWithMaybeSent plays a restart: the message comes back from the outbox saying
+// b may have it. It goes to b first (not to a, the first of the route), and b's answer settles it.
+func TestDispatchResumesWithMaybeSent(t *testing.T) {
+	a, b := &fakeSender{name: "a"}, &fakeSender{name: "b"}
+	e := setup(t, Config{}, DispatcherConfig{}, a, b)
+	it := msg("m1")
+	it.Attempt, it.MaybeSent = 1, []string{"b"}
+	e.enqueue(t, it)
+	e.rec.waitFinal(t, 1)
+	got := e.rec.of("m1")
+	if want := []brief{{"b", true, true, "", 2}}; !slices.Equal(trail(got), want) {
+		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
+	}
+	if got[0].AfterAmbiguous {
+		t.Fatalf("b's acceptance of its own resend is marked AfterAmbiguous: %+v", got[0])
+	}
+	wantKeys(t, a, "m1", 0)
+}
+
+// TestDispatchResumedFailoverIsFlagged checks that a resumed message that cannot get an answer from
+// the provider that may have it fails over with AfterAmbiguous, as it would have without a restart.
+func TestDispatchResumedFailoverIsFlagged(t *testing.T) {
+	a := &fakeSender{name: "a"}
+	b := &fakeSender{name: "b", fn: fail(crashed)}
+	e := setup(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 100}}, DispatcherConfig{MaxAmbiguous: 2}, a, b)
+	it := msg("m1")
+	it.Attempt, it.MaybeSent = 1, []string{"b", "gone"}
+	e.enqueue(t, it)
+	// The restart counted as one Send without a known result: one more to b moves the message on.
+	e.clock.waitTimer(t)
+	e.clock.Advance(time.Minute)
+	e.rec.waitFinal(t, 1)
+	got := e.rec.of("m1")
+	last := got[len(got)-1]
+	if got[0].Provider != "b" || last.Provider != "a" || !last.Accepted || !last.AfterAmbiguous {
+		t.Fatalf("outcomes = %+v, want b tried first and a's acceptance flagged", got)
+	}
+}
