@@ -50,6 +50,7 @@ type options struct {
 	bareOnly  bool
 	json      bool
 	maxErrors float64
+	pids      []int // processes whose CPU time the proxy run reports
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -58,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		countries  string
 		senders    string
 		categories string
+		pids       string
 	)
 	fs := flag.NewFlagSet("smsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -87,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.bareOnly, "bare-only", false, "drive only the in-process bare server (-url is ignored)")
 	fs.BoolVar(&o.json, "json", false, "print a JSON summary on stdout; the text report goes to stderr")
 	fs.Float64Var(&o.maxErrors, "max-errors", 0, "highest tolerated error rate, a fraction (0.01 = 1%); above it the exit status is 1")
+	fs.StringVar(&pids, "pids", "", "process ids (comma-separated; Linux) whose CPU time per message the proxy run reports, e.g. the proxy and its plugin")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -99,9 +102,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if c.APIKey == "" {
 		c.APIKey = os.Getenv("SMSBENCH_API_KEY")
 	}
+	var err error
+	if o.pids, err = parsePIDs(pids); err != nil {
+		return o, err
+	}
 	c.Payload.Countries = load.SplitList(countries)
 	c.Payload.Categories = load.SplitList(categories)
-	var err error
 	if c.Payload.Senders, err = load.ParseSenders(senders, c.Payload.Countries); err != nil {
 		return o, err
 	}
@@ -141,11 +147,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg := o.cfg
 		cfg.Label = "proxy"
 		runtime.GC() // start from a clean heap, as the bare run did
+		cpu, err := startCPU(o.pids)
+		if err != nil {
+			fmt.Fprintln(stderr, "smsbench:", err)
+			return exitUsage
+		}
 		if proxy, err = load.Run(ctx, cfg); err != nil {
 			fmt.Fprintln(stderr, "smsbench:", err)
 			return exitUsage
 		}
 		_ = load.WriteText(text, proxy)
+		if err := cpu.report(text, proxy.Sent+proxy.WarmupSent); err != nil {
+			fmt.Fprintln(stderr, "smsbench:", err)
+		}
 	}
 	if bare != nil && proxy != nil {
 		fmt.Fprintln(text)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smsproxy/smsproxy/test/load"
 	"github.com/valyala/fasthttp"
@@ -189,5 +192,52 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("-h: exit %d, want 0", code)
+	}
+}
+
+// TestParseStatCPU reads utime and stime past a command name with spaces and parentheses.
+func TestParseStatCPU(t *testing.T) {
+	line := "4242 (smsproxy (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 100 0 0\n"
+	got, err := parseStatCPU(line)
+	if err != nil || got != 1750*time.Millisecond {
+		t.Fatalf("parseStatCPU = %v, %v; want 1.75s (175 ticks)", got, err)
+	}
+	for _, bad := range []string{"", "4242 smsproxy S 1", "4242 (smsproxy) S 1 2 3"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("parseStatCPU(%q) accepted", bad)
+		}
+	}
+}
+
+// TestCPUMeterMeasuresWork checks the meter against this process burning CPU, and that -pids
+// refuses what is not a process id.
+func TestCPUMeterMeasuresWork(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc: CPU time per message is reported on Linux only")
+	}
+	m, err := startCPU([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	}
+	var b strings.Builder
+	if err := m.report(&b, 1000); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var secs float64
+	var per int
+	if _, err := fmt.Sscanf(strings.TrimSpace(b.String()), "cpu         pid %d: %f s, %d µs/msg", &pid, &secs, &per); err != nil {
+		t.Fatalf("report %q: %v", b.String(), err)
+	}
+	if pid != os.Getpid() || secs < 0.2 || per < 200 {
+		t.Fatalf("report %q: want ≥ 0.2 s and ≥ 200 µs/msg for 300 ms of busy loop over 1,000 messages", b.String())
+	}
+	if _, err := parsePIDs("12,abc"); err == nil {
+		t.Error("-pids 12,abc accepted")
+	}
+	if _, err := startCPU([]int{1 << 30}); err == nil {
+		t.Error("a process that does not exist was accepted")
 	}
 }
