@@ -151,20 +151,49 @@ func BenchmarkLifecycle(b *testing.B) {
 		msgs[i] = benchMessage(fmt.Sprintf("m-%09d", i))
 		msgs[i].IdempotencyKey = "" // as the proxy without an Idempotency-Key header
 	}
-	accepted := make(chan string, 1024)
+	accepted, wait := runLifecycle(b, s, 64)
+	before := s.WriterStats()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	parallel(b, b.N, 64, func(i int) error {
+		_, err := s.Accept(ctx, msgs[i])
+		if err == nil {
+			accepted <- msgs[i].ID
+		}
+		return err
+	})
+	close(accepted)
+	wait()
+	d := time.Since(start)
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	st := s.WriterStats()
+	b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
+	b.ReportMetric(float64(st.Busy-before.Busy)/float64(time.Microsecond)/float64(b.N), "writer-µs/msg")
+	b.ReportMetric(float64(st.Ops-before.Ops)/float64(st.Batches-before.Batches), "ops/batch")
+	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64(st.Committing-before.Committing)/float64(time.Microsecond)/float64(st.Commits-before.Commits), "µs/commit")
+}
+
+// runLifecycle plays the rest of each message's life while a benchmark accepts messages and sends
+// their ids to accepted: a dispatcher records them as sent in batches of what has queued up (at most
+// 64), and receivers (the plugin host's receive workers) apply a delivery receipt for each. Close
+// accepted when done, then call wait.
+func runLifecycle(b *testing.B, s *SQLite, receivers int) (accepted chan<- string, wait func()) {
+	ctx := context.Background()
+	acc := make(chan string, 1024)
 	receipts := make(chan string, 1024)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the dispatcher
-		defer wg.Done()
+	wg.Go(func() { // the dispatcher
 		defer close(receipts)
 		var batch []Sent
-		for id := range accepted {
+		for id := range acc {
 			batch = append(batch[:0], Sent{MessageID: id, Provider: "sim", ProviderMessageID: "p" + id, Attempts: 1})
 		more:
 			for len(batch) < 64 {
 				select {
-				case id, ok := <-accepted:
+				case id, ok := <-acc:
 					if !ok {
 						break more
 					}
@@ -180,40 +209,17 @@ func BenchmarkLifecycle(b *testing.B) {
 				receipts <- x.ProviderMessageID
 			}
 		}
-	}()
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	})
+	for range receivers {
+		wg.Go(func() {
 			for pmid := range receipts {
 				if r, err := s.ApplyReceipt(ctx, Receipt{Provider: "sim", ProviderMessageID: pmid, Status: StatusDelivered}); err != nil || !r.Applied {
 					b.Error(r, err)
 				}
 			}
-		}()
+		})
 	}
-	before := s.WriterStats()
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	start := time.Now()
-	parallel(b, b.N, 64, func(i int) error {
-		_, err := s.Accept(ctx, msgs[i])
-		if err == nil {
-			accepted <- msgs[i].ID
-		}
-		return err
-	})
-	close(accepted)
-	wg.Wait()
-	d := time.Since(start)
-	b.StopTimer()
-	cpu := cpuTime() - cpu0
-	st := s.WriterStats()
-	b.ReportMetric(float64(b.N)/d.Seconds(), "msgs/s")
-	b.ReportMetric(float64(st.Busy-before.Busy)/float64(time.Microsecond)/float64(b.N), "writer-µs/msg")
-	b.ReportMetric(float64(st.Ops-before.Ops)/float64(st.Batches-before.Batches), "ops/batch")
-	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/msg")
-	b.ReportMetric(float64(st.Committing-before.Committing)/float64(time.Microsecond)/float64(st.Commits-before.Commits), "µs/commit")
+	return acc, wg.Wait
 }
 
 // cpuTime returns the user and system CPU time the process has used: unlike the wall time, it

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -85,47 +84,7 @@ func proxyMix(b *testing.B, prefill int, pin bool) {
 	for i := range msgs {
 		msgs[i] = proxyMixMessage("m", i)
 	}
-	accepted := make(chan string, 1024)
-	receipts := make(chan string, 1024)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the dispatcher
-		defer wg.Done()
-		defer close(receipts)
-		var batch []Sent
-		for id := range accepted {
-			batch = append(batch[:0], Sent{MessageID: id, Provider: "sim", ProviderMessageID: "p" + id, Attempts: 1})
-		more:
-			for len(batch) < 64 {
-				select {
-				case id, ok := <-accepted:
-					if !ok {
-						break more
-					}
-					batch = append(batch, Sent{MessageID: id, Provider: "sim", ProviderMessageID: "p" + id, Attempts: 1})
-				default:
-					break more
-				}
-			}
-			if err := s.RecordSent(ctx, batch); err != nil {
-				b.Error(err)
-			}
-			for _, x := range batch {
-				receipts <- x.ProviderMessageID
-			}
-		}
-	}()
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pmid := range receipts {
-				if r, err := s.ApplyReceipt(ctx, Receipt{Provider: "sim", ProviderMessageID: pmid, Status: StatusDelivered}); err != nil || !r.Applied {
-					b.Error(r, err)
-				}
-			}
-		}()
-	}
+	accepted, wait := runLifecycle(b, s, 16)
 	f0 := 0
 	if pin {
 		f0 = frames()
@@ -147,7 +106,7 @@ func proxyMix(b *testing.B, prefill int, pin bool) {
 		return err
 	})
 	close(accepted)
-	wg.Wait()
+	wait()
 	d := time.Since(start)
 	b.StopTimer()
 	cpu := cpuTime() - cpu0
