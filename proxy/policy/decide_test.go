@@ -245,7 +245,7 @@ func TestValueMatchesMap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := c.Input.Value(); got.Compare(want) != 0 {
+		if got := c.Input.value(nil); got.Compare(want) != 0 {
 			t.Errorf("%s:\nValue() %v\nMap()   %v", c.Name, got, want)
 		}
 	}

@@ -73,7 +73,7 @@ func Eval(ctx context.Context, p *Prepared, in *Input, explain Explain) (Evaluat
 		ev.Trace = strings.Split(out, "\n")
 	}
 	if err != nil {
-		return ev, newError(CodeEval, "policy evaluation failed", err)
+		return ev, evalError(ctx, err)
 	}
 	ev.Decision, err = decodeResult(rs)
 	return ev, err

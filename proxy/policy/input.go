@@ -125,10 +125,8 @@ func str(s string) *ast.Term {
 	return ast.InternedTerm(s)
 }
 
-// Value builds the Rego input document directly as an AST value, with no JSON round trip.
-func (in *Input) Value() ast.Value { return in.value(nil) }
-
-// value is Value with input.class set to class unless class is nil.
+// value builds the Rego input document directly as an AST value, with no JSON round trip, and
+// with input.class set to class unless class is nil.
 func (in *Input) value(class *ast.Term) ast.Value {
 	m := &in.Message
 	msg := make([][2]*ast.Term, 0, 13)
