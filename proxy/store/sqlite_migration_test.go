@@ -159,3 +159,78 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		t.Logf("%s: %s", name, strings.Join(plan, " | "))
 	}
 }
+
+// TestMigration6KeepsTheChain checks the rebuild of audit_events without AUTOINCREMENT: a trail
+// written before it verifies after it with the same records and head, new events continue its
+// numbering, and commits no longer write a sqlite_sequence row for it.
+func TestMigration6KeepsTheChain(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{})
+	for _, id := range []string{"m1", "m2", "m3"} {
+		if _, err := s.Accept(ctx, benchMessage(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordSent(ctx, []Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.VerifyAudit(ctx, nil)
+	if err != nil || !before.OK() || before.Records < 4 {
+		t.Fatalf("trail before = %+v, %v", before, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Make audit_events look as it did at version 5, with its sqlite_sequence row.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE audit_events RENAME TO audit_events_v6`,
+		`CREATE TABLE audit_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+		 message_id TEXT, app TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}', sealed BLOB,
+		 subject_ref TEXT NOT NULL DEFAULT '', prev_hash BLOB, hash BLOB)`,
+		`INSERT INTO audit_events SELECT * FROM audit_events_v6`,
+		`DROP TABLE audit_events_v6`,
+		`CREATE INDEX audit_events_message_id ON audit_events (message_id) WHERE message_id IS NOT NULL`,
+		`CREATE INDEX audit_events_subject_ref ON audit_events (subject_ref, seq) WHERE subject_ref <> ''`,
+		`DELETE FROM schema_migrations WHERE version >= 6`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("version 5 set-up: sqlite_sequence rows = %d, %v", n, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path, Options{})
+	defer s.Close()
+	after, err := s.VerifyAudit(ctx, nil)
+	if err != nil || !after.OK() || after.Records != before.Records || after.LastSeq != before.LastSeq ||
+		string(after.Head) != string(before.Head) {
+		t.Fatalf("trail after migration 6 = %+v, %v; want the same as before (%+v)", after, err, before)
+	}
+	var ddl string
+	if err := s.rdb.QueryRow(`SELECT sql FROM sqlite_master WHERE name = 'audit_events'`).Scan(&ddl); err != nil ||
+		strings.Contains(strings.ToUpper(ddl), "AUTOINCREMENT") {
+		t.Fatalf("audit_events after migration 6: %q, %v", ddl, err)
+	}
+	if _, err := s.Accept(ctx, benchMessage("m4")); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.VerifyAudit(ctx, nil)
+	if err != nil || !next.OK() || next.LastSeq != before.LastSeq+1 {
+		t.Fatalf("trail after a new message = %+v, %v; want it to go on at %d", next, err, before.LastSeq+1)
+	}
+	if err := s.rdb.QueryRow(`SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("sqlite_sequence rows for audit_events after a commit = %d, %v; want none", n, err)
+	}
+}
