@@ -322,7 +322,7 @@ func (o *outbound) drainOutbox(ctx context.Context) error {
 				continue
 			}
 			item := route.Item{Req: pl.Req, Country: pl.Req.Country, Providers: o.p.usable(pl.Providers), Attempt: it.Attempts,
-				MaybeSent: it.MaybeSent}
+				MaybeSent: it.MaybeSent, NotBefore: it.NextAttemptAt}
 			if err := o.dispatcher.Enqueue(ctx, item); err != nil {
 				o.done(it.MessageID)
 				if route.CodeOf(err) != route.CodeNoRoute {

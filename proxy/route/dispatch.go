@@ -30,6 +30,10 @@ type Item struct {
 	// them that serves it before any other, with the same idempotency key, and an acceptance
 	// elsewhere carries AfterAmbiguous. Empty for a new message.
 	MaybeSent []string
+	// NotBefore, when later than now, holds the message's next pass until then: the retry time the
+	// last pass chose, for a message the outbox hands over again after a restart. A restart thus
+	// keeps the backoff instead of sending every waiting retry at once.
+	NotBefore time.Time
 }
 
 // Outcome is what happened to one message at one step. A message yields one or more outcomes: one
@@ -280,17 +284,25 @@ func (d *Dispatcher) Enqueue(ctx context.Context, it Item) error {
 	case <-ctx.Done():
 		return &Error{Code: CodeQueueFull, Message: "the dispatch queue stayed full", Err: ctx.Err()}
 	}
+	j := &job{item: it, cands: cands, attempt: it.Attempt + 1}
+	j.resume()
+	wait := it.NotBefore.Sub(d.router.clock.Now())
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		<-d.slots
 		return &Error{Code: CodeClosed, Message: "the dispatcher is closed"}
 	}
+	if wait > 0 {
+		// It waits as a scheduled retry does: holding its slot, not active; fire counts the pass.
+		j.attempt--
+		d.timers[j] = d.router.clock.AfterFunc(wait, func() { d.fire(j) })
+		d.mu.Unlock()
+		return nil
+	}
 	d.active++
 	d.mu.Unlock()
 
-	j := &job{item: it, cands: cands, attempt: it.Attempt + 1}
-	j.resume()
 	var p plan
 	d.place(j, &p)
 	d.execute(&p)

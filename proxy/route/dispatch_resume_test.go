@@ -57,3 +57,36 @@ func TestDispatchResumedFailoverIsFlagged(t *testing.T) {
 		t.Fatalf("outcomes = %+v, want b tried first and a's acceptance flagged", got)
 	}
 }
+
+// TestDispatchKeepsRetryTimeAfterRestart plays a restart while a message waits for its retry: the
+// outbox hands it over with the time the last pass chose, and it is not sent before then, so that
+// a restart during a provider outage does not send every waiting retry at once. A message whose
+// time has passed goes at once.
+func TestDispatchKeepsRetryTimeAfterRestart(t *testing.T) {
+	a := &fakeSender{name: "a"}
+	e := setup(t, Config{}, DispatcherConfig{}, a)
+	due := msg("m2")
+	due.Attempt, due.NotBefore = 1, e.clock.Now().Add(-time.Second)
+	e.enqueue(t, due)
+	e.rec.waitFinal(t, 1)
+	if got := trail(e.rec.of("m2")); len(got) != 1 || !got[0].Accepted {
+		t.Fatalf("m2 (due) outcomes = %+v, want it sent at once", got)
+	}
+
+	it := msg("m1")
+	it.Attempt, it.NotBefore = 2, e.clock.Now().Add(30*time.Second)
+	e.enqueue(t, it)
+	e.clock.waitTimer(t)
+	if d := e.clock.delays(); len(d) != 1 || d[0] != 30*time.Second {
+		t.Fatalf("timers = %v, want m1 held for 30s", d)
+	}
+	e.clock.Advance(29 * time.Second)
+	if got := e.rec.of("m1"); len(got) != 0 {
+		t.Fatalf("m1 went before its retry time: %+v", got)
+	}
+	e.clock.Advance(time.Second)
+	e.rec.waitFinal(t, 2)
+	if want := []brief{{"a", true, true, "", 3}}; !slices.Equal(trail(e.rec.of("m1")), want) {
+		t.Fatalf("m1 outcomes = %+v, want %+v (the third pass)", trail(e.rec.of("m1")), want)
+	}
+}
