@@ -35,27 +35,12 @@ func TestMigration4DropsMessagesToHash(t *testing.T) {
 	if err := s.RecordSent(ctx, []Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	// Make the database look as it did at version 3.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	rewind(t, s, path, []string{
 		`CREATE INDEX messages_to_hash ON messages (to_hash, created_at) WHERE to_hash <> ''`,
 		`ALTER TABLE outbox DROP COLUMN maybe_sent`, // 0005
 		`DELETE FROM schema_migrations WHERE version >= 4`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	}, nil)
 
 	s = openTest(t, path, Options{CorrelationCache: -1})
 	defer s.Close()
@@ -179,16 +164,8 @@ func TestMigration6KeepsTheChain(t *testing.T) {
 	if err != nil || !before.OK() || before.Records < 4 {
 		t.Fatalf("trail before = %+v, %v", before, err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	// Make audit_events look as it did at version 5, with its sqlite_sequence row.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	rewind(t, s, path, []string{
 		`ALTER TABLE audit_events RENAME TO audit_events_v6`,
 		`CREATE TABLE audit_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
 		 message_id TEXT, app TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}', sealed BLOB,
@@ -198,21 +175,16 @@ func TestMigration6KeepsTheChain(t *testing.T) {
 		`CREATE INDEX audit_events_message_id ON audit_events (message_id) WHERE message_id IS NOT NULL`,
 		`CREATE INDEX audit_events_subject_ref ON audit_events (subject_ref, seq) WHERE subject_ref <> ''`,
 		`DELETE FROM schema_migrations WHERE version >= 6`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
+	}, func(db *sql.DB) {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'`).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("version 5 set-up: sqlite_sequence rows = %d, %v", n, err)
 		}
-	}
-	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("version 5 set-up: sqlite_sequence rows = %d, %v", n, err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	})
 
 	s = openTest(t, path, Options{})
 	defer s.Close()
+	var n int
 	after, err := s.VerifyAudit(ctx, nil)
 	if err != nil || !after.OK() || after.Records != before.Records || after.LastSeq != before.LastSeq ||
 		string(after.Head) != string(before.Head) {
@@ -232,5 +204,30 @@ func TestMigration6KeepsTheChain(t *testing.T) {
 	}
 	if err := s.rdb.QueryRow(`SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'audit_events'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("sqlite_sequence rows for audit_events after a commit = %d, %v; want none", n, err)
+	}
+}
+
+// rewind closes s and runs stmts on its database file directly, to make it look as an older version
+// left it; check, when not nil, then looks at the result before the file is closed.
+func rewind(t *testing.T, s *SQLite, path string, stmts []string, check func(*sql.DB)) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if check != nil {
+		check(db)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
