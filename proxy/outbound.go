@@ -322,7 +322,12 @@ func (o *outbound) drainOutbox(ctx context.Context) error {
 				continue
 			}
 			item := route.Item{Req: pl.Req, Country: pl.Req.Country, Providers: o.p.usable(pl.Providers), Attempt: it.Attempts,
-				MaybeSent: it.MaybeSent, NotBefore: it.NextAttemptAt}
+				MaybeSent: it.MaybeSent}
+			if it.Attempts > 0 {
+				// A retry keeps the time its last pass chose. A message never tried goes now,
+				// whatever the clock of the replica that accepted it said.
+				item.NotBefore = it.NextAttemptAt
+			}
 			if err := o.dispatcher.Enqueue(ctx, item); err != nil {
 				o.done(it.MessageID)
 				if route.CodeOf(err) != route.CodeNoRoute {

@@ -30,9 +30,10 @@ type Item struct {
 	// them that serves it before any other, with the same idempotency key, and an acceptance
 	// elsewhere carries AfterAmbiguous. Empty for a new message.
 	MaybeSent []string
-	// NotBefore, when later than now, holds the message's next pass until then: the retry time the
-	// last pass chose, for a message the outbox hands over again after a restart. A restart thus
-	// keeps the backoff instead of sending every waiting retry at once.
+	// NotBefore, when later than now, holds the message's next pass until then, for at most
+	// MaxBackoff: the retry time the last pass chose, for a message the outbox hands over again
+	// after a restart. A restart thus keeps the backoff instead of sending every waiting retry at
+	// once.
 	NotBefore time.Time
 }
 
@@ -286,7 +287,9 @@ func (d *Dispatcher) Enqueue(ctx context.Context, it Item) error {
 	}
 	j := &job{item: it, cands: cands, attempt: it.Attempt + 1}
 	j.resume()
-	wait := it.NotBefore.Sub(d.router.clock.Now())
+	// No retry is scheduled further ahead than MaxBackoff: a time beyond it is a wrong clock or a
+	// damaged row, and must not hold the message (and its slot) for longer.
+	wait := min(it.NotBefore.Sub(d.router.clock.Now()), d.cfg.MaxBackoff)
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()

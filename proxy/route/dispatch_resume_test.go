@@ -89,4 +89,15 @@ func TestDispatchKeepsRetryTimeAfterRestart(t *testing.T) {
 	if want := []brief{{"a", true, true, "", 3}}; !slices.Equal(trail(e.rec.of("m1")), want) {
 		t.Fatalf("m1 outcomes = %+v, want %+v (the third pass)", trail(e.rec.of("m1")), want)
 	}
+
+	// A time further ahead than any backoff (a wrong clock, a damaged row) holds it MaxBackoff at most.
+	far := msg("m3")
+	far.Attempt, far.NotBefore = 1, e.clock.Now().Add(10*365*24*time.Hour)
+	e.enqueue(t, far)
+	e.clock.waitTimer(t)
+	if d := e.clock.delays(); d[len(d)-1] != 5*time.Minute {
+		t.Fatalf("m3 held for %v; want MaxBackoff (5m by default)", d[len(d)-1])
+	}
+	e.clock.Advance(5 * time.Minute)
+	e.rec.waitFinal(t, 3)
 }

@@ -181,24 +181,25 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	if !strings.EqualFold(mode, "wal") {
 		return nil, &Error{Code: CodeInvalidArgument, Message: "the database cannot use WAL mode (journal_mode is " + mode + ")"}
 	}
+	// The writer keeps the pages of recent rows and of the indexes in memory (8 MiB at most: every
+	// commit walks the page cache's hash table, so a 64 MiB cache cost 4-5 % of the writer's CPU and
+	// saved no reads measurably), and leaves checkpoints to the checkpointer below: wal_autocheckpoint only bounds the WAL should
+	// that fall behind.
+	// secure_delete overwrites what a DELETE removes (an erased subject's key, a sent message's
+	// sealed payload, purged records), so that it does not linger in free pages of the file; it is
+	// on before the migrations, since a migration that rebuilds a table frees the old one's pages.
+	for _, pragma := range []string{"PRAGMA cache_size = -8192", "PRAGMA wal_autocheckpoint = 16384",
+		"PRAGMA journal_size_limit = 67108864", "PRAGMA secure_delete = ON"} {
+		if _, err := s.wconn.ExecContext(ctx, pragma); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+	}
 	applied, err := migrate(ctx, s.wconn, ms)
 	if err != nil {
 		return nil, err
 	}
 	if applied > 0 {
 		s.log.Info("store schema migrated", "applied", applied, "version", len(ms))
-	}
-	// The writer keeps the pages of recent rows and of the indexes in memory (8 MiB at most: every
-	// commit walks the page cache's hash table, so a 64 MiB cache cost 4-5 % of the writer's CPU and
-	// saved no reads measurably), and leaves checkpoints to the checkpointer below: wal_autocheckpoint only bounds the WAL should
-	// that fall behind.
-	// secure_delete overwrites what a DELETE removes (an erased subject's key, a sent message's
-	// sealed payload, purged records), so that it does not linger in free pages of the file.
-	for _, pragma := range []string{"PRAGMA cache_size = -8192", "PRAGMA wal_autocheckpoint = 16384",
-		"PRAGMA journal_size_limit = 67108864", "PRAGMA secure_delete = ON"} {
-		if _, err := s.wconn.ExecContext(ctx, pragma); err != nil {
-			return nil, fmt.Errorf("store: open %s: %w", path, err)
-		}
 	}
 	if s.w, err = prepareSQLiteWrite(ctx, s.wconn); err != nil {
 		return nil, fmt.Errorf("store: prepare: %w", err)

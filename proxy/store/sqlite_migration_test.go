@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -229,5 +231,43 @@ func rewind(t *testing.T, s *SQLite, path string, stmts []string, check func(*sq
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMigrationLeavesNoFreedCopies checks that a migration that rebuilds a table wipes the old
+// table's pages: an audit event present at the upgrade and purged after it must not survive in
+// the free pages of the file, as secure_delete promises for every DELETE.
+func TestMigrationLeavesNoFreedCopies(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	const marker = "LINGERING-AUDIT-DATA-7f3a"
+	s := openTest(t, path, Options{})
+	rewind(t, s, path, []string{
+		`DROP TABLE audit_events`,
+		`CREATE TABLE audit_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+		 message_id TEXT, app TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}', sealed BLOB,
+		 subject_ref TEXT NOT NULL DEFAULT '', prev_hash BLOB, hash BLOB)`,
+		`INSERT INTO audit_events (at, kind, app, data) VALUES (1, 'test', 'a', '{"note":"` + marker + `"}')`,
+		`DELETE FROM schema_migrations WHERE version >= 6`,
+	}, nil)
+
+	s = openTest(t, path, Options{}) // migration 0006 copies the row and drops the old table
+	if err := s.gc.submit(ctx, func() error {
+		_, err := s.wconn.ExecContext(ctx, `DELETE FROM audit_events WHERE kind = 'test'`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // the last connection checkpoints and removes the WAL
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(b, []byte(marker)); n > 0 {
+			t.Errorf("%s holds %d copies of a deleted audit event", filepath.Base(f), n)
+		}
 	}
 }
