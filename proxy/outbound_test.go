@@ -172,3 +172,33 @@ func TestSweepFailsUnroutableRows(t *testing.T) {
 		t.Errorf("failed = %+v, want m1 with %s", st.failed, route.CodeNoRoute)
 	}
 }
+
+// TestSweepKeepsRetryTimes plays the sweep after a restart: a row already tried waits for the retry
+// time its last pass recorded, while a row whose time has passed, and a row never tried whatever
+// time it carries (a replica's clock ahead of this one's), go at once.
+func TestSweepKeepsRetryTimes(t *testing.T) {
+	later := time.Now().Add(time.Hour)
+	fresh, waiting, due := outboxRow("m1", "SG"), outboxRow("m2", "SG"), outboxRow("m3", "SG")
+	fresh.NextAttemptAt = later
+	waiting.Attempts, waiting.NextAttemptAt = 1, later
+	due.Attempts, due.NextAttemptAt = 1, time.Now().Add(-time.Second)
+	st := &outboxStore{rows: []store.OutboxItem{fresh, waiting, due}}
+	snd := &countingSender{sends: map[string]int{}}
+	o := newTestOutbound(t, st, snd)
+	if err := o.drainOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (st.sentCount("m1") == 0 || st.sentCount("m3") == 0) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := o.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if snd.count("m1") != 1 || snd.count("m3") != 1 {
+		t.Errorf("sends: m1 %d, m3 %d; want both sent once at once", snd.count("m1"), snd.count("m3"))
+	}
+	if n := snd.count("m2"); n != 0 {
+		t.Errorf("m2 was sent %d times an hour before its retry time", n)
+	}
+}
