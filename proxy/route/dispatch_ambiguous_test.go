@@ -134,9 +134,7 @@ func TestDispatchAmbiguousFailsOver(t *testing.T) {
 			}
 			e.rec.waitFinal(t, 1)
 			got := e.rec.of("m1")
-			if !slices.Equal(trail(got), tt.want) {
-				t.Fatalf("outcomes = %+v, want %+v", trail(got), tt.want)
-			}
+			wantTrail(t, got, tt.want)
 			for _, o := range got {
 				if wantFlag := o.Provider != "a"; o.AfterAmbiguous != wantFlag {
 					t.Errorf("AfterAmbiguous = %t, want %t, in %+v", o.AfterAmbiguous, wantFlag, o)
@@ -157,18 +155,12 @@ func TestDispatchAmbiguityResolvedByResend(t *testing.T) {
 	a := &fakeSender{name: "a", fn: firstThen(blockUntilDone, refuse("throttled", true))}
 	b := &fakeSender{name: "b"}
 	e := setup(t, Config{Timeout: 20 * time.Millisecond}, DispatcherConfig{}, a, b)
-	e.enqueue(t, msg("m1"))
-	e.clock.waitTimer(t)
-	e.clock.Advance(time.Second)
-	e.rec.waitFinal(t, 1)
-	got := e.rec.of("m1")
+	got := e.retried(t, msg("m1"), time.Second)
 	want := []brief{
 		{"a", false, false, CodeProviderTimeout, 1}, {"", false, false, CodeNoProviderAvailable, 1},
 		{"a", false, false, "throttled", 2}, {"b", true, true, "", 2},
 	}
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	if last := got[len(got)-1]; last.AfterAmbiguous {
 		t.Fatalf("b's acceptance after a answered: AfterAmbiguous set in %+v", last)
 	}
@@ -197,9 +189,7 @@ func TestDispatchAmbiguousRunsOutOfAttempts(t *testing.T) {
 			brief{"", false, attempt == 3, CodeNoProviderAvailable, attempt})
 	}
 	got := e.rec.of("m1")
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes:\n got %+v\nwant %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	final := got[len(got)-1]
 	if !final.AfterAmbiguous || !strings.Contains(final.Message, "a may have taken it") {
 		t.Fatalf("final failure %+v: want AfterAmbiguous and a message naming a", final)
@@ -272,9 +262,7 @@ func TestDispatchAmbiguousAtLaterProvider(t *testing.T) {
 		{"", false, false, CodeNoProviderAvailable, 1}, {"b", true, true, "", 2},
 	}
 	got := e.rec.of("m1")
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	if last := got[len(got)-1]; last.AfterAmbiguous {
 		t.Fatalf("delivery by the provider that had the unknown result: AfterAmbiguous set in %+v", last)
 	}
@@ -314,9 +302,7 @@ func TestDispatchAmbiguousBoundIsPerProvider(t *testing.T) {
 		{"b", true, true, "", 3},
 	}
 	got := e.rec.of("m1")
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	if last := got[len(got)-1]; !last.AfterAmbiguous {
 		t.Fatalf("b took the message after a's unknown result, yet AfterAmbiguous is not set: %+v", last)
 	}

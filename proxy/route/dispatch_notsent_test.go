@@ -49,9 +49,7 @@ func TestDispatchNotSentFailsOverAtOnce(t *testing.T) {
 			e.rec.waitFinal(t, 1)
 			got := e.rec.of("m1")
 			want := []brief{{"a", false, false, CodeProviderNotSent, 1}, {"b", true, true, "", 1}}
-			if !slices.Equal(trail(got), want) {
-				t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-			}
+			wantTrail(t, got, want)
 			for _, o := range got {
 				if o.AfterAmbiguous {
 					t.Errorf("AfterAmbiguous set in %+v: nothing reached a", o)
@@ -77,18 +75,12 @@ func TestDispatchNotSentOnlyProviderRetries(t *testing.T) {
 	// again, and its delivery is no possible duplicate.
 	a := &fakeSender{name: "a", fn: firstThen(fail(restarting), accept("a"))}
 	e := setup(t, Config{}, DispatcherConfig{MinBackoff: time.Second}, a)
-	e.enqueue(t, msg("m1"))
-	e.clock.waitTimer(t)
-	e.clock.Advance(time.Second)
-	e.rec.waitFinal(t, 1)
-	got := e.rec.of("m1")
+	got := e.retried(t, msg("m1"), time.Second)
 	want := []brief{
 		{"a", false, false, CodeProviderNotSent, 1}, {"", false, false, CodeNoProviderAvailable, 1},
 		{"a", true, true, "", 2},
 	}
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	for _, o := range got {
 		if o.AfterAmbiguous {
 			t.Errorf("AfterAmbiguous set in %+v: nothing reached a", o)
@@ -110,18 +102,12 @@ func TestDispatchNotSentKeepsEarlierAmbiguity(t *testing.T) {
 	a := &fakeSender{name: "a", fn: firstThen(blockUntilDone, fail(restarting))}
 	b := &fakeSender{name: "b"}
 	e := setup(t, Config{Timeout: 20 * time.Millisecond, Breaker: BreakerConfig{ConsecutiveFailures: 100}}, DispatcherConfig{}, a, b)
-	e.enqueue(t, msg("m1"))
-	e.clock.waitTimer(t)
-	e.clock.Advance(time.Second)
-	e.rec.waitFinal(t, 1)
-	got := e.rec.of("m1")
+	got := e.retried(t, msg("m1"), time.Second)
 	want := []brief{
 		{"a", false, false, CodeProviderTimeout, 1}, {"", false, false, CodeNoProviderAvailable, 1},
 		{"a", false, false, CodeProviderNotSent, 2}, {"b", true, true, "", 2},
 	}
-	if !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, want)
 	if last := got[len(got)-1]; !last.AfterAmbiguous {
 		t.Fatalf("b took the message after a's unknown result, yet AfterAmbiguous is not set: %+v", last)
 	}

@@ -29,9 +29,7 @@ func TestDispatchResumesWithMaybeSent(t *testing.T) {
 	e.enqueue(t, it)
 	e.rec.waitFinal(t, 1)
 	got := e.rec.of("m1")
-	if want := []brief{{"b", true, true, "", 2}}; !slices.Equal(trail(got), want) {
-		t.Fatalf("outcomes = %+v, want %+v", trail(got), want)
-	}
+	wantTrail(t, got, []brief{{"b", true, true, "", 2}})
 	if got[0].AfterAmbiguous {
 		t.Fatalf("b's acceptance of its own resend is marked AfterAmbiguous: %+v", got[0])
 	}
@@ -86,9 +84,7 @@ func TestDispatchKeepsRetryTimeAfterRestart(t *testing.T) {
 	}
 	e.clock.Advance(time.Second)
 	e.rec.waitFinal(t, 2)
-	if want := []brief{{"a", true, true, "", 3}}; !slices.Equal(trail(e.rec.of("m1")), want) {
-		t.Fatalf("m1 outcomes = %+v, want %+v (the third pass)", trail(e.rec.of("m1")), want)
-	}
+	wantTrail(t, e.rec.of("m1"), []brief{{"a", true, true, "", 3}}) // the third pass
 
 	// A time further ahead than any backoff (a wrong clock, a damaged row) holds it MaxBackoff at most.
 	far := msg("m3")

@@ -94,6 +94,25 @@ func trail(outs []Outcome) []brief {
 	return b
 }
 
+// wantTrail fails t unless outs, in brief, are want.
+func wantTrail(t testing.TB, outs []Outcome, want []brief) {
+	t.Helper()
+	if got := trail(outs); !slices.Equal(got, want) {
+		t.Fatalf("outcomes:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// retried enqueues it, lets its first backoff pass (the clock advanced by after) and returns its
+// outcomes once it is final; it must be the only message of e.
+func (e *env) retried(t testing.TB, it Item, after time.Duration) []Outcome {
+	t.Helper()
+	e.enqueue(t, it)
+	e.clock.waitTimer(t)
+	e.clock.Advance(after)
+	e.rec.waitFinal(t, 1)
+	return e.rec.of(it.Req.MessageID)
+}
+
 func TestDispatchProviderChoice(t *testing.T) {
 	errDown := errors.New("connection refused")
 	tests := []struct {
@@ -222,9 +241,7 @@ func TestDispatchBreaker(t *testing.T) {
 	if got := len(a.Calls()); got != 2 {
 		t.Fatalf("open provider a was called: %d calls, want 2", got)
 	}
-	if want := []brief{{"b", true, true, "", 1}}; !slices.Equal(trail(e.rec.of("m3")), want) {
-		t.Fatalf("m3 outcomes = %+v, want straight to b", trail(e.rec.of("m3")))
-	}
+	wantTrail(t, e.rec.of("m3"), []brief{{"b", true, true, "", 1}}) // straight to b
 
 	// After OpenFor one probe goes to a; it fails, so the breaker opens again.
 	e.clock.Advance(time.Minute)
