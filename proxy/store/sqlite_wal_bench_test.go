@@ -92,23 +92,12 @@ func proxyMix(b *testing.B, prefill int, pin bool) {
 	before := s.WriterStats()
 	io0 := procIO(b)
 	cpu0 := cpuTime()
-	b.ResetTimer()
-	start := time.Now()
-	parallel(b, b.N, 16, func(i int) error {
-		// The proxy reads the recipient's facts before deciding, on a read connection.
-		if _, err := s.RecipientFacts(ctx, msgs[i].To); err != nil {
-			return err
-		}
-		_, err := s.Accept(ctx, msgs[i])
-		if err == nil {
-			accepted <- msgs[i].ID
-		}
+	// The proxy reads the recipient's facts before deciding, on a read connection.
+	facts := func(m Accepted) error {
+		_, err := s.RecipientFacts(ctx, m.To)
 		return err
-	})
-	close(accepted)
-	wait()
-	d := time.Since(start)
-	b.StopTimer()
+	}
+	d := acceptTimed(b, s, msgs, 16, facts, accepted, wait)
 	cpu := cpuTime() - cpu0
 	io := procIO(b)
 	st := s.WriterStats()
