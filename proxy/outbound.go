@@ -156,13 +156,37 @@ func (p *Proxy) usable(names []string) []string {
 	return out
 }
 
-// dispatch hands an accepted message to the dispatcher. When the dispatcher cannot take it now, the
-// message stays in the outbox and the sweeper hands it over later.
+// hold marks a message as the dispatch path's before its outbox row is written: a sweep that reads
+// the row between the commit and dispatch leaves it alone, so the message is handed over once.
+// Every hold ends with dispatch (the row was written) or release (it was not).
+func (o *outbound) hold(id string) {
+	o.mu.Lock()
+	o.inFlight[id] = struct{}{}
+	o.mu.Unlock()
+}
+
+// release ends a hold whose message was not accepted: no outbox row names it.
+func (o *outbound) release(id string) {
+	o.mu.Lock()
+	delete(o.inFlight, id)
+	o.mu.Unlock()
+}
+
+// accept records a message with its outbox row, holding it for dispatch from before the row exists
+// (see hold) until dispatch, or releasing it when nothing was written for it.
+func (p *Proxy) accept(ctx context.Context, a store.Accepted) (store.AcceptResult, error) {
+	p.out.hold(a.ID)
+	acc, err := p.store.Accept(ctx, a)
+	if err != nil || acc.Duplicate {
+		p.out.release(a.ID)
+	}
+	return acc, err
+}
+
+// dispatch hands an accepted message, held since before its commit, to the dispatcher. When the
+// dispatcher cannot take it now, the message stays in the outbox and the sweeper hands it over later.
 func (p *Proxy) dispatch(item route.Item) {
 	o := p.out
-	o.mu.Lock()
-	o.inFlight[item.Req.MessageID] = struct{}{}
-	o.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := o.dispatcher.Enqueue(ctx, item); err != nil {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -43,6 +44,8 @@ type outboxStore struct {
 	mu     sync.Mutex
 	rows   []store.OutboxItem
 	onRead func() // runs once, after the next page is read
+	// afterCommit runs in Accept after the row is written.
+	afterCommit func()
 	sent   []string
 	failed []store.Failed
 }
@@ -62,6 +65,19 @@ func (s *outboxStore) PendingOutbox(_ context.Context, _ int, after string) ([]s
 		hook()
 	}
 	return out, nil
+}
+
+// Accept writes the message's outbox row, then runs afterCommit (when set) as if between the
+// commit and the caller's next step.
+func (s *outboxStore) Accept(_ context.Context, a store.Accepted) (store.AcceptResult, error) {
+	s.mu.Lock()
+	s.rows = append(s.rows, store.OutboxItem{MessageID: a.ID, Payload: a.Payload})
+	hook := s.afterCommit
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return store.AcceptResult{ID: a.ID}, nil
 }
 
 func (s *outboxStore) remove(id string) {
@@ -105,8 +121,23 @@ func (s *outboxStore) sentCount(id string) int {
 }
 
 func outboxRow(id, country string) store.OutboxItem {
-	b, _ := json.Marshal(outboxPayload{Req: provider.SendRequest{MessageID: id, IdempotencyKey: id, To: "+6591234567", Country: country}})
+	b, _ := json.Marshal(outboxPayload{Req: testItem(id, country).Req})
 	return store.OutboxItem{MessageID: id, Payload: b}
+}
+
+// testItem is the dispatcher's item for a message to a Singapore number.
+func testItem(id, country string) route.Item {
+	return route.Item{Req: provider.SendRequest{MessageID: id, IdempotencyKey: id, To: "+6591234567", Country: country}, Country: country}
+}
+
+// submitted plays Submit's record and dispatch steps for item.
+func submitted(t *testing.T, o *outbound, item route.Item) {
+	t.Helper()
+	b, _ := json.Marshal(outboxPayload{Req: item.Req})
+	if _, err := o.p.accept(context.Background(), store.Accepted{ID: item.Req.MessageID, Payload: b}); err != nil {
+		t.Fatal(err)
+	}
+	o.p.dispatch(item)
 }
 
 // newTestOutbound is an outbound with one provider "a" serving SG and nothing serving XX.
@@ -200,5 +231,70 @@ func TestSweepKeepsRetryTimes(t *testing.T) {
 	}
 	if n := snd.count("m2"); n != 0 {
 		t.Errorf("m2 was sent %d times an hour before its retry time", n)
+	}
+}
+
+// TestSweepLeavesSubmittedMessages runs a sweep between the commit of a message's outbox row and
+// Submit's hand-over: the sweep must leave the message to Submit, which hands it over once.
+func TestSweepLeavesSubmittedMessages(t *testing.T) {
+	st := &outboxStore{}
+	snd := &countingSender{sends: map[string]int{}}
+	o := newTestOutbound(t, st, snd)
+	st.afterCommit = func() {
+		if err := o.drainOutbox(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+	submitted(t, o, testItem("m1", "SG"))
+	if err := o.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := snd.count("m1"); n != 1 {
+		t.Errorf("m1 was handed to the provider %d times, want 1", n)
+	}
+	if n := st.sentCount("m1"); n != 1 {
+		t.Errorf("m1 was recorded sent %d times, want 1", n)
+	}
+}
+
+// TestSweepRacesSubmits runs sweeps without pause while messages are submitted: every message
+// reaches the provider exactly once.
+func TestSweepRacesSubmits(t *testing.T) {
+	st := &outboxStore{}
+	snd := &countingSender{sends: map[string]int{}}
+	o := newTestOutbound(t, st, snd)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := o.drainOutbox(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	const n = 2000
+	for i := range n {
+		submitted(t, o, testItem(fmt.Sprintf("m%05d", i), "SG"))
+	}
+	close(stop)
+	wg.Wait()
+	if err := o.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if len(snd.sends) != n {
+		t.Errorf("%d messages reached the provider, want %d", len(snd.sends), n)
+	}
+	for id, c := range snd.sends {
+		if c != 1 {
+			t.Errorf("%s was handed to the provider %d times", id, c)
+		}
 	}
 }

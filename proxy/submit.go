@@ -119,7 +119,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		res.Cancel()
 		return sms.Accepted{}, unavailable("internal", err)
 	}
-	acc, err := p.store.Accept(ctx, store.Accepted{
+	acc, err := p.accept(ctx, store.Accepted{
 		ID:             msg.ID,
 		App:            app,
 		IdempotencyKey: msg.IdempotencyKey,
