@@ -46,8 +46,8 @@ type outboxStore struct {
 	onRead func() // runs once, after the next page is read
 	// afterCommit runs in Accept after the row is written.
 	afterCommit func()
-	sent   []string
-	failed []store.Failed
+	sent        []string
+	failed      []store.Failed
 }
 
 func (s *outboxStore) PendingOutbox(_ context.Context, _ int, after string) ([]store.OutboxItem, error) {
