@@ -217,6 +217,13 @@ func (o *outbound) Sent(ctx context.Context, outcomes []route.Outcome) {
 		case oc.Final:
 			failed = append(failed, store.Failed{MessageID: oc.MessageID, Provider: oc.Provider, Code: oc.Code,
 				Attempts: oc.Attempt, MaybeDelivered: oc.AfterAmbiguous})
+		case oc.Handover != "":
+			// Before the Send to oc.Handover: a restart must resend to it, not to the route's first
+			// provider, which could deliver the message a second time. The pass is not over, so the
+			// attempts recorded are the passes before it.
+			if err := o.p.store.RecordRetry(ctx, oc.MessageID, oc.Attempt-1, time.Now(), oc.Code, oc.MaybeSent); err != nil {
+				o.p.log.Error("cannot record a handover to another provider", "provider", oc.Handover, "err", err)
+			}
 		case !oc.RetryAt.IsZero():
 			if err := o.p.store.RecordRetry(ctx, oc.MessageID, oc.Attempt, oc.RetryAt, oc.Code, oc.MaybeSent); err != nil {
 				o.p.log.Error("cannot record a retry", "err", err)

@@ -104,8 +104,16 @@ func (s *outboxStore) RecordFailed(_ context.Context, failed []store.Failed) err
 	return nil
 }
 
-func (s *outboxStore) RecordRetry(context.Context, string, int, time.Time, string, []string) error {
-	return nil
+func (s *outboxStore) RecordRetry(_ context.Context, id string, attempts int, next time.Time, _ string, maybeSent []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.rows {
+		if s.rows[i].MessageID == id {
+			s.rows[i].Attempts, s.rows[i].NextAttemptAt, s.rows[i].MaybeSent = attempts, next, slices.Clone(maybeSent)
+			return nil
+		}
+	}
+	return store.ErrNotFound
 }
 
 func (s *outboxStore) sentCount(id string) int {
@@ -141,12 +149,20 @@ func submitted(t *testing.T, o *outbound, item route.Item) {
 }
 
 // newTestOutbound is an outbound with one provider "a" serving SG and nothing serving XX.
-func newTestOutbound(t *testing.T, st *outboxStore, snd *countingSender) *outbound {
+func newTestOutbound(t *testing.T, st *outboxStore, snd route.Sender) *outbound {
+	return newRoutedOutbound(t, st, map[string]route.Sender{"a": snd}, "a")
+}
+
+// newRoutedOutbound is an outbound whose providers serve SG in the order given.
+func newRoutedOutbound(t *testing.T, st *outboxStore, senders map[string]route.Sender, order ...string) *outbound {
 	t.Helper()
 	p := &Proxy{log: slog.New(slog.DiscardHandler), store: st}
-	o := &outbound{p: p, plugins: map[string]*provider.Plugin{"a": nil}, inFlight: map[string]struct{}{}}
+	o := &outbound{p: p, plugins: map[string]*provider.Plugin{}, inFlight: map[string]struct{}{}}
+	for name := range senders {
+		o.plugins[name] = nil
+	}
 	p.out = o
-	r, err := route.New(route.Config{Providers: map[string]route.Sender{"a": snd}, Countries: map[string][]string{"SG": {"a"}}, Logger: p.log})
+	r, err := route.New(route.Config{Providers: senders, Countries: map[string][]string{"SG": order}, Logger: p.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,5 +312,82 @@ func TestSweepRacesSubmits(t *testing.T) {
 		if c != 1 {
 			t.Errorf("%s was handed to the provider %d times", id, c)
 		}
+	}
+}
+
+// dedupProvider dedups by idempotency key, as a provider does: once it took a key, it answers
+// for it with the same id. It refuses (retryable) every key it has not taken while refusing is
+// set. While hang is set, it takes the messages of a Send and never answers (a proxy killed
+// before the answer is recorded).
+type dedupProvider struct {
+	name     string
+	mu       sync.Mutex
+	took     map[string]bool
+	refusing bool
+	hang     chan struct{} // closed by the Send that hangs
+}
+
+func (d *dedupProvider) Send(ctx context.Context, reqs []provider.SendRequest) ([]provider.SendResult, error) {
+	d.mu.Lock()
+	out := make([]provider.SendResult, len(reqs))
+	for i, r := range reqs {
+		out[i].MessageID = r.MessageID
+		if d.refusing && !d.took[r.IdempotencyKey] {
+			out[i].ErrorCode, out[i].Retryable = "busy", true
+			continue
+		}
+		d.took[r.IdempotencyKey] = true
+		out[i].Accepted, out[i].ProviderMessageID = true, d.name+"-"+r.IdempotencyKey
+	}
+	hang := d.hang
+	d.hang = nil
+	d.mu.Unlock()
+	if hang != nil {
+		close(hang)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return out, nil
+}
+
+func (d *dedupProvider) taken(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.took[key]
+}
+
+// TestCrashDuringFailoverResendsToTheSameProvider: a refuses the message, the dispatcher moves it on
+// to b within the pass, b takes it and the proxy dies before b's answer is recorded. After the
+// restart the message must go to b again (which answers for the key it took), not to a, which
+// would now take it too: one delivery, not two.
+func TestCrashDuringFailoverResendsToTheSameProvider(t *testing.T) {
+	st := &outboxStore{rows: []store.OutboxItem{outboxRow("m1", "SG")}}
+	a := &dedupProvider{name: "a", took: map[string]bool{}, refusing: true}
+	b := &dedupProvider{name: "b", took: map[string]bool{}, hang: make(chan struct{})}
+	hung := b.hang
+	o := newRoutedOutbound(t, st, map[string]route.Sender{"a": a, "b": b}, "a", "b")
+	if err := o.drainOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-hung // b has taken m1; the proxy dies now, recording nothing more
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = o.dispatcher.Close(dead)
+
+	a.mu.Lock()
+	a.refusing = false
+	a.mu.Unlock()
+	o2 := newRoutedOutbound(t, st, map[string]route.Sender{"a": a, "b": b}, "a", "b")
+	if err := o2.drainOutbox(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := o2.dispatcher.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.sentCount("m1"); n != 1 {
+		t.Fatalf("m1 recorded sent %d times, want 1", n)
+	}
+	if a.taken("m1") {
+		t.Errorf("a took m1 after the restart although b had taken it before: delivered twice")
 	}
 }

@@ -71,6 +71,14 @@ type Outcome struct {
 	// that provider has not answered for the message since. That provider may have taken it: an
 	// acceptance is then a possible duplicate, and a failure may have reached the recipient anyway.
 	AfterAmbiguous bool
+	// Handover names the provider the message goes to next, within this pass, when a restart
+	// would not send it there first (a restart starts with the first of the MaybeSent last
+	// recorded that serves it, else with the route's first provider). The outcome's MaybeSent
+	// then lists Handover, and the Recorder must keep it with the message, as for a retry, before
+	// it returns: the Send follows, and should the process die before its answer is recorded, the
+	// restart resends to that provider, with the same idempotency key, rather than to a provider
+	// that would deliver the message a second time. Code is CodeHandover.
+	Handover string
 }
 
 // Recorder learns every outcome. Sent is called from several goroutines at once, with the outcomes
@@ -177,12 +185,26 @@ type job struct {
 	// maybe lists the providers whose Send ended without a known result and which have not
 	// answered for the message since: they may have taken it.
 	maybe []string
+	// saved is the MaybeSent last recorded for the message (Item.MaybeSent until an outcome
+	// records another): what a restart would go by.
+	saved []string
+}
+
+// restartsWith is the provider a restart would send j to first, going by what was recorded.
+func (j *job) restartsWith() string {
+	for _, name := range j.cands {
+		if slices.Contains(j.saved, name) {
+			return name
+		}
+	}
+	return j.cands[0]
 }
 
 // resume restores what an earlier life of the dispatcher knew (Item.MaybeSent): the providers that
 // may have taken the message, and that the first of them in the route gets it first, as the resend
 // of a Send without a known result.
 func (j *job) resume() {
+	j.saved = j.item.MaybeSent
 	for _, name := range j.item.MaybeSent {
 		if slices.Contains(j.cands, name) && !slices.Contains(j.maybe, name) {
 			j.maybe = append(j.maybe, name)
@@ -375,7 +397,18 @@ type retry struct {
 // message moves on from it even when its last Send had no known result.
 func (d *Dispatcher) place(j *job, p *plan) {
 	for ; j.next < len(j.cands); j.next++ {
-		if d.lanes[j.cands[j.next]].breaker.ready() {
+		if name := j.cands[j.next]; d.lanes[name].breaker.ready() {
+			if name != j.restartsWith() {
+				o := j.outcome("")
+				o.Code, o.Handover = CodeHandover, name
+				o.Message = "sending to " + name + " next"
+				o.MaybeSent = append(slices.Clone(j.maybe), name)
+				if slices.Contains(j.maybe, name) {
+					o.MaybeSent = slices.Clone(j.maybe)
+				}
+				j.saved = o.MaybeSent
+				p.outs = append(p.outs, o)
+			}
 			p.pushes = append(p.pushes, j)
 			return
 		}
@@ -403,6 +436,7 @@ func (d *Dispatcher) endPass(j *job, p *plan, again string) {
 	delay := backoff(j.attempt, d.cfg.MinBackoff, d.cfg.MaxBackoff, d.rand())
 	o.RetryAt = d.router.clock.Now().Add(delay)
 	o.MaybeSent = slices.Clone(j.maybe)
+	j.saved = o.MaybeSent
 	o.Message = fmt.Sprintf("no provider took the message; retrying in %s", delay.Round(time.Millisecond))
 	if again != "" {
 		o.Message = fmt.Sprintf("provider %s gave no known result; sending to it again in %s", again, delay.Round(time.Millisecond))

@@ -117,13 +117,15 @@ func gated(gate <-chan struct{}, next sendFunc) sendFunc {
 	}
 }
 
-// recorder keeps every outcome and lets a test wait for final ones.
+// recorder keeps every outcome and lets a test wait for final ones. It keeps handovers apart, so
+// that a trail lists what providers and the dispatcher decided.
 type recorder struct {
-	mu     sync.Mutex
-	outs   []Outcome
-	finals map[string]int
-	calls  int
-	change chan struct{}
+	mu        sync.Mutex
+	outs      []Outcome
+	handovers []Outcome
+	finals    map[string]int
+	calls     int
+	change    chan struct{}
 }
 
 func newRecorder() *recorder {
@@ -133,8 +135,12 @@ func newRecorder() *recorder {
 func (r *recorder) Sent(_ context.Context, outs []Outcome) {
 	r.mu.Lock()
 	r.calls++
-	r.outs = append(r.outs, outs...)
 	for _, o := range outs {
+		if o.Handover != "" {
+			r.handovers = append(r.handovers, o)
+			continue
+		}
+		r.outs = append(r.outs, o)
 		if o.Final {
 			r.finals[o.MessageID]++
 		}

@@ -46,6 +46,9 @@ const (
 	CodeProviderProtocol = "provider_protocol_error"
 	// CodeProviderRefused is the outcome of a refusal that carried no code of its own.
 	CodeProviderRefused = "provider_refused"
+	// CodeHandover marks an outcome that records where the dispatcher sends a message next within
+	// a pass (Outcome.Handover).
+	CodeHandover = "handover"
 )
 
 // Error is an error with a stable code.
