@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/smsproxy/smsproxy/plugins/provider"
@@ -108,10 +109,17 @@ func serve(args []string, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
+	if err := cfg.CheckServe(); err != nil {
+		fmt.Fprintf(stderr, "smsproxy: cannot serve: %v\n", err)
+		return 1
+	}
 	log := newLogger(cfg.Log, stderr)
 	if defaults {
 		log.Warn("running on embedded defaults with the development API key; give -config for anything else",
 			"region", cfg.Region, "listen", cfg.Listen, "data_dir", cfg.DataDir)
+	} else if apps := cfg.DevKeyApps(); len(apps) > 0 {
+		log.Warn("an app uses the public development API key; declare apps with keys of their own",
+			"apps", apps, "region", cfg.Region, "listen", cfg.Listen)
 	}
 	if addr := os.Getenv("SMSPROXY_PPROF_ADDR"); addr != "" {
 		// Profiling on a separate, opt-in listener; never on the app-facing port.
@@ -162,9 +170,16 @@ func configCheck(args []string, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
-	if err := proxy.Check(context.Background(), cfg); err != nil {
+	err := proxy.Check(context.Background(), cfg)
+	if err == nil {
+		err = cfg.CheckServe()
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "smsproxy: config check failed:\n%v\n", err)
 		return 1
+	}
+	if apps := cfg.DevKeyApps(); len(apps) > 0 {
+		fmt.Fprintf(stdout, "warning: app %s uses the public development API key\n", strings.Join(apps, ", "))
 	}
 	fmt.Fprintf(stdout, "ok: config, region %q data and policy bundle are valid\n", cfg.Region)
 	return 0

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,9 @@ func runCmd(args ...string) (int, string, string) {
 	code := run(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
+
+// devKeyHash is the SHA-256 of config.DevAPIKey.
+var devKeyHash = func() string { sum := sha256.Sum256([]byte(config.DevAPIKey)); return hex.EncodeToString(sum[:]) }()
 
 func TestConfigCheck(t *testing.T) {
 	if code, out, errs := runCmd("config", "check"); code != 0 || !strings.Contains(out, `region "dev"`) {
@@ -32,6 +37,8 @@ func TestConfigCheck(t *testing.T) {
 		{"unknown key", "regoin: dev\n", "unknown key regoin"},
 		{"unknown region", "region: mars\n", "mars/region.yaml: region data not found"},
 		{"unknown provider override", "providers:\n  twilio: {disabled: true}\n", `providers.twilio: region "dev" has no provider "twilio"`},
+		{"no apps outside dev", "region: sg\n", "apps: at least one app is required"},
+		{"dev key outside dev", "region: sg\napps:\n  - name: pay\n    key_sha256: " + devKeyHash + "\n", "apps[0].key_sha256: is the public development key"},
 	}
 	for _, c := range cases {
 		path := filepath.Join(dir, "bad.yaml")
@@ -42,6 +49,23 @@ func TestConfigCheck(t *testing.T) {
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("%s: exit %d, stderr %q, want %q", c.name, code, errs, c.want)
 		}
+	}
+	if code, out, errs := runCmd("config", "check", "-config", good); code != 0 || !strings.Contains(out, "warning: app dev uses the public development API key") {
+		t.Errorf("dev key in region dev: exit %d, stdout %q, stderr %q, want a warning", code, out, errs)
+	}
+	devsg := filepath.Join(dir, "devsg.yaml")
+	if err := os.WriteFile(devsg, []byte("region: sg\napps:\n  - name: pay\n    key_sha256: "+devKeyHash+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCmd("serve", "-config", devsg); code != 1 || !strings.Contains(errs, "key_sha256: is the public development key") {
+		t.Errorf("serve with the dev key outside dev: exit %d, stderr %q", code, errs)
+	}
+	sg := filepath.Join(dir, "sg.yaml")
+	if err := os.WriteFile(sg, []byte("region: sg\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCmd("serve", "-config", sg); code != 1 || !strings.Contains(errs, "cannot serve: apps: at least one app is required") {
+		t.Errorf("serve without apps outside dev: exit %d, stderr %q", code, errs)
 	}
 	if code, _, _ := runCmd("config", "check", "-config", filepath.Join(dir, "missing.yaml")); code != 1 {
 		t.Errorf("missing file: exit %d", code)

@@ -157,14 +157,13 @@ type Dispatch struct {
 // Default returns the configuration used when no file is given: region dev on 127.0.0.1:8080 with
 // data under ./data and one app "dev" whose key is DevAPIKey.
 func Default() Config {
-	sum := sha256.Sum256([]byte(DevAPIKey))
 	return Config{
 		Region:          "dev",
 		Listen:          "127.0.0.1:8080",
 		DataDir:         "./data",
 		ShutdownTimeout: Duration(15 * time.Second),
 		Log:             Log{Level: "info", Format: "json"},
-		Apps:            []App{{Name: "dev", KeySHA256: hex.EncodeToString(sum[:])}},
+		Apps:            []App{{Name: "dev", KeySHA256: devKeySHA256()}},
 		Limits:          Limits{Keys: 2_000_000},
 		Store:           Store{Path: "smsproxy.db", MaxBatch: 512},
 		Dispatch: Dispatch{
@@ -182,6 +181,31 @@ func Default() Config {
 	}
 }
 
+func devKeySHA256() string {
+	sum := sha256.Sum256([]byte(DevAPIKey))
+	return hex.EncodeToString(sum[:])
+}
+
+// CheckServe reports what a config that passed Validate still lacks to serve apps: at least one
+// app (outside region dev, no built-in app stands in).
+func (c *Config) CheckServe() error {
+	if len(c.Apps) == 0 {
+		return &Error{Key: "apps", Msg: "at least one app is required to serve (the built-in dev app, whose key is public, serves region dev only)"}
+	}
+	return nil
+}
+
+// DevKeyApps names the apps whose API key is the public development key (DevAPIKey).
+func (c *Config) DevKeyApps() []string {
+	var names []string
+	for _, a := range c.Apps {
+		if a.KeySHA256 == devKeySHA256() {
+			names = append(names, a.Name)
+		}
+	}
+	return names
+}
+
 // Load reads a YAML config file over the defaults. Unknown keys are refused. The result is validated.
 func Load(path string) (Config, error) {
 	raw, err := os.ReadFile(path)
@@ -192,7 +216,7 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes YAML config text over the defaults and validates it. Apps declared in the text replace
-// the built-in dev app.
+// the built-in dev app; without any, region dev keeps it and any other region is refused.
 func Parse(raw []byte) (Config, error) {
 	c := Default()
 	c.Apps = nil
@@ -201,7 +225,7 @@ func Parse(raw []byte) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, &Error{Key: "config", Msg: yamlMessage(err)}
 	}
-	if len(c.Apps) == 0 {
+	if len(c.Apps) == 0 && c.Region == "dev" {
 		c.Apps = Default().Apps
 	}
 	if err := c.Validate(); err != nil {
@@ -274,6 +298,8 @@ func (c *Config) Validate() error {
 			add(key+".key_sha256", "must be 64 hex characters (the SHA-256 of the key)")
 		} else if hashes[a.KeySHA256] {
 			add(key+".key_sha256", "two apps share one API key")
+		} else if a.KeySHA256 == devKeySHA256() && c.Region != "dev" {
+			add(key+".key_sha256", "is the public development key %q; it serves region dev only", DevAPIKey)
 		}
 		hashes[a.KeySHA256] = true
 	}
