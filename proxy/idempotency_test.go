@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -136,4 +137,77 @@ func codeOf(err error) string {
 		return e.Code
 	}
 	return ""
+}
+
+// TestIdempotentReplayIsTheFirstAnswer: a retry after the message went out gets the answer the
+// first request got (accepted, on the route's first provider), not the message's state now; the
+// app's metadata counts as content and comes back with the message.
+func TestIdempotentReplayIsTheFirstAnswer(t *testing.T) {
+	p, snd := submitProxy(t)
+	d := sms.Draft{App: "dev", To: "+6591234567", From: "PAYLINK88", Category: "transaction",
+		Body: "Your transfer of 100 SGD was sent.", IdempotencyKey: "order-a1",
+		Metadata: map[string]string{"order": "A1", "channel": "app"}}
+	first, err := p.Submit(context.Background(), "dev", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		rec, err := p.Message(context.Background(), "dev", first.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Status == store.StatusSent {
+			if rec.Metadata["order"] != "A1" || rec.Metadata["channel"] != "app" || len(rec.Metadata) != 2 {
+				t.Errorf("metadata read back = %v, want the two entries sent", rec.Metadata)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %s after 5s; want sent (provider saw %d sends)", rec.Status, snd.count(first.ID))
+		}
+	}
+	again, err := p.Submit(context.Background(), "dev", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Duplicate || again.ID != first.ID || again.Status != first.Status || again.Provider != first.Provider ||
+		again.Segments != first.Segments || again.Encoding != first.Encoding {
+		t.Errorf("replay = %+v, want the first answer %+v", again, first)
+	}
+	other := d
+	other.Metadata = map[string]string{"order": "B2", "channel": "app"}
+	if _, err := p.Submit(context.Background(), "dev", other); codeOf(err) != "idempotency_conflict" {
+		t.Errorf("reused key with other metadata: %v; want idempotency_conflict", err)
+	}
+}
+
+// TestRequestHashWithoutMetadataIsUnchanged pins the hash of a request without metadata: hashes
+// stored before metadata counted must still match their retries.
+func TestRequestHashWithoutMetadataIsUnchanged(t *testing.T) {
+	d := sms.Draft{To: "+6591234567", From: "PAYLINK88", Category: "otp",
+		Template: &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}}}
+	if got, want := requestHash(d), "478fd3259f2e8dddaf83100294f48646"; got != want {
+		t.Errorf("requestHash = %s, want %s", got, want)
+	}
+}
+
+// TestLimitDenialNamesTheLimit: a denial's rule names the region limit, never a part of the
+// device id or number the counter is kept for.
+func TestLimitDenialNamesTheLimit(t *testing.T) {
+	p, _ := submitProxy(t)
+	var err error
+	for i := range 4 {
+		d := sms.Draft{App: "dev", To: fmt.Sprintf("+659123456%d", i), From: "PAYLINK88", Category: "otp", DeviceID: "cust-27940:x",
+			Template: &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}}}
+		if _, err = p.Submit(context.Background(), "dev", d); i < 3 && err != nil {
+			t.Fatalf("OTP %d: %v", i, err)
+		}
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "otp_device_daily_limit" {
+		t.Fatalf("fourth OTP to one device: %v; want otp_device_daily_limit", err)
+	}
+	if e.Rule != "limit otp_per_device" {
+		t.Errorf("rule = %q, want %q", e.Rule, "limit otp_per_device")
+	}
 }

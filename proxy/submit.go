@@ -92,7 +92,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	res, denied := p.limiter.Reserve(now, limits)
 	if denied != nil {
 		l := dec.Limits[denied.Index]
-		reason := policy.Reason{Code: l.Code, Message: l.Message, Rule: "limit " + limitName(l.Key)}
+		reason := policy.Reason{Code: l.Code, Message: l.Message, Rule: limitRule(l)}
 		p.refuse(ctx, &msg, masks, []policy.Reason{reason})
 		return sms.Accepted{}, limited(reason, denied.RetryAfter)
 	}
@@ -238,13 +238,13 @@ func toLimits(ls []policy.Limit) ([]limit.Limit, error) {
 	return out, nil
 }
 
-// limitName is a limit key without the part after its last colon, which may hold a phone number or
-// a device id (e.g. "otp:to:+65…" → "otp:to").
-func limitName(key string) string {
-	if i := strings.LastIndexByte(key, ':'); i > 0 {
-		return key[:i]
+// limitRule names the rule of a limit's denial: the region limit it applies, never its key, which
+// holds a phone number or a device id (e.g. "otp:to:+65…").
+func limitRule(l policy.Limit) string {
+	if l.Name != "" {
+		return "limit " + l.Name
 	}
-	return key
+	return "limit " + l.Code
 }
 
 func maskSet(ms []policy.Mask) map[string]string {
@@ -279,42 +279,74 @@ func requestHash(d sms.Draft) string {
 	w(d.Body)
 	w(d.Category)
 	w(d.DeviceID)
-	if d.Template != nil {
-		w(d.Template.ID)
-		w(d.Template.Locale)
-		keys := make([]string, 0, len(d.Template.Params))
-		for k := range d.Template.Params {
+	sorted := func(m map[string]string) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
 			w(k)
-			w(d.Template.Params[k])
+			w(m[k])
 		}
+	}
+	if d.Template != nil {
+		w(d.Template.ID)
+		w(d.Template.Locale)
+		sorted(d.Template.Params)
+	}
+	if len(d.Metadata) > 0 {
+		// After everything else and only when present, so that the hashes of requests without
+		// metadata, stored before it counted, still match their retries.
+		w("\x00metadata")
+		sorted(d.Metadata)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// replay is the answer to a request that repeats an Idempotency-Key: the first answer again, not
+// the message's state now (GET /v1/messages/{id} tells that).
 func replay(prev store.MessageView) sms.Accepted {
+	first := ""
+	if d, err := readDetail(prev.Detail); err == nil && len(d.Providers) > 0 {
+		first = d.Providers[0]
+	}
 	return sms.Accepted{
 		ID:        prev.ID,
-		Status:    prev.Status,
+		Status:    store.StatusAccepted,
 		Encoding:  sms.Encoding(prev.Encoding),
 		Segments:  prev.Segments,
-		Provider:  prev.Provider,
+		Provider:  first,
 		Country:   prev.Country,
 		Duplicate: true,
 	}
 }
 
+// detail is what a message's row keeps beside its columns.
+type detail struct {
+	// Providers is the route the message was accepted with, first provider first.
+	Providers []string          `json:"providers"`
+	Template  string            `json:"template,omitempty"`
+	Locale    string            `json:"locale,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
 func detailJSON(msg *sms.Message, providers []string) []byte {
-	d := map[string]any{"providers": providers}
+	d := detail{Providers: providers, Metadata: msg.Metadata}
 	if msg.Template != nil {
-		d["template"] = msg.Template.ID
-		d["locale"] = msg.Template.Locale
+		d.Template, d.Locale = msg.Template.ID, msg.Template.Locale
 	}
 	b, _ := json.Marshal(d)
 	return b
+}
+
+func readDetail(raw json.RawMessage) (detail, error) {
+	var d detail
+	if len(raw) == 0 {
+		return d, nil
+	}
+	err := json.Unmarshal(raw, &d)
+	return d, err
 }
 
 // auditJSON is the masked data of an accepted or refused message's audit event.
@@ -354,6 +386,9 @@ func (p *Proxy) Message(ctx context.Context, app, id string) (sms.Record, error)
 	}
 	for i, h := range v.History {
 		rec.History[i] = sms.StatusChange{Status: h.Status, At: h.At, Provider: h.Provider, Code: h.Code}
+	}
+	if d, err := readDetail(v.Detail); err == nil {
+		rec.Metadata = d.Metadata
 	}
 	return rec, nil
 }

@@ -511,6 +511,7 @@ func limitForBuiltin(_ rego.BuiltinContext, valueTerm, limitsTerm, specTerm *ast
 		key = ast.StringTerm(fill(t.key, &values))
 	}
 	return ast.ObjectTerm(
+		[2]*ast.Term{keyLimit, t.name},
 		[2]*ast.Term{keyKey, key},
 		[2]*ast.Term{keyRate, rateTerm},
 		[2]*ast.Term{keyPeriod, period},

@@ -28,9 +28,9 @@ func TestLimitForBuiltin(t *testing.T) {
 		name, limit, value, want string
 		err                      bool
 	}{
-		{"burst", "app", "payments", `{"key": "k:payments", "rate": 20000, "period": "1s", "burst": 40000, "code": "c", "message": "At most 20000 per 1s for payments, 20000! {other}"}`, false},
-		{"no burst", "otp", "+6580000001", `{"key": "k:+6580000001", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "At most 3 per 24h for +6580000001, 3! {other}"}`, false},
-		{"value is not re-read", "otp", "{rate}", `{"key": "k:{rate}", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "At most 3 per 24h for {rate}, 3! {other}"}`, false},
+		{"burst", "app", "payments", `{"limit": "app", "key": "k:payments", "rate": 20000, "period": "1s", "burst": 40000, "code": "c", "message": "At most 20000 per 1s for payments, 20000! {other}"}`, false},
+		{"no burst", "otp", "+6580000001", `{"limit": "otp", "key": "k:+6580000001", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "At most 3 per 24h for +6580000001, 3! {other}"}`, false},
+		{"value is not re-read", "otp", "{rate}", `{"limit": "otp", "key": "k:{rate}", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "At most 3 per 24h for {rate}, 3! {other}"}`, false},
 		{"no such limit", "missing", "x", "", false},
 		{"no rate", "no_rate", "x", "", false},
 		{"no period", "no_period", "x", "", false},
@@ -54,7 +54,7 @@ func TestLimitForBuiltin(t *testing.T) {
 		})
 	}
 	constKey := ast.MustParseTerm(`{"limit": "otp", "code": "c", "key": "fixed", "message": "m"}`)
-	if got, err := limitForBuiltin(rego.BuiltinContext{}, ast.StringTerm("x"), limits, constKey); err != nil || !got.Equal(ast.MustParseTerm(`{"key": "fixed", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "m"}`)) {
+	if got, err := limitForBuiltin(rego.BuiltinContext{}, ast.StringTerm("x"), limits, constKey); err != nil || !got.Equal(ast.MustParseTerm(`{"limit": "otp", "key": "fixed", "rate": 3, "period": "24h", "burst": 0, "code": "c", "message": "m"}`)) {
 		t.Errorf("constant key: %v, %v", got, err)
 	}
 	for _, bad := range []string{`{"limit": "otp", "code": "c"}`, `{"limit": "otp", "code": "c", "key": 1, "message": "m"}`, `{"limit": "otp", "code": "c", "key": "k", "message": ["m"]}`} {

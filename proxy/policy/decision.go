@@ -26,6 +26,9 @@ type Reason struct {
 
 // Limit is a GCRA limit: at most Rate events per Period, with Burst allowed at once.
 type Limit struct {
+	// Name is the region limit it applies, e.g. "otp_per_device"; it names the rule of a denial,
+	// which, unlike Key, holds no number or device id. Optional: a denial then names Code.
+	Name string `json:"limit,omitempty"`
 	// Key identifies the counter, e.g. "otp:device:abc" or "app:payments".
 	Key string `json:"key"`
 	// Rate is the number of events allowed per Period.

@@ -196,6 +196,9 @@ func decodeLimit(v ast.Value) (l Limit, err error) {
 	if err != nil {
 		return l, err
 	}
+	if l.Name, err = fieldString(obj, keyLimit, false); err != nil {
+		return l, err
+	}
 	if l.Key, err = fieldString(obj, keyKey, true); err != nil {
 		return l, err
 	}

@@ -18,18 +18,20 @@ type Accepted struct {
 
 // Record is one message as an app may read it back: personal fields masked, with its status history.
 type Record struct {
-	ID        string         `json:"id"`
-	To        string         `json:"to"`
-	From      string         `json:"from"`
-	Country   string         `json:"country"`
-	Category  Category       `json:"category"`
-	Body      string         `json:"body"`
-	Encoding  Encoding       `json:"encoding"`
-	Segments  int            `json:"segments"`
-	Status    string         `json:"status"`
-	Provider  string         `json:"provider,omitempty"`
-	CreatedAt time.Time      `json:"created_at"`
-	History   []StatusChange `json:"history"`
+	ID        string    `json:"id"`
+	To        string    `json:"to"`
+	From      string    `json:"from"`
+	Country   string    `json:"country"`
+	Category  Category  `json:"category"`
+	Body      string    `json:"body"`
+	Encoding  Encoding  `json:"encoding"`
+	Segments  int       `json:"segments"`
+	Status    string    `json:"status"`
+	Provider  string    `json:"provider,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Metadata is what the app attached to the message, as it sent it.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	History  []StatusChange    `json:"history"`
 }
 
 // StatusChange is one step of a message's life: accepted, sent, delivered, failed, undeliverable.
