@@ -34,6 +34,45 @@ type outbound struct {
 	// checked, and such a row must not be handed over again.
 	finished map[string]struct{}
 	backlog  atomic.Bool // the outbox holds messages nobody dispatches
+	// unmatched holds when each receipt naming a message not recorded as sent was first refused.
+	unmatched map[string]time.Time
+}
+
+// unmatchedFor is how long a receipt whose message is not recorded as sent is refused, so that the
+// provider delivers it again, before it is acknowledged and dropped. A "sent" record is written
+// moments after the provider's answer; a receipt still unmatched after this long belongs to a Send
+// whose answer was lost (a timeout, a crash) or to a message this proxy never sent, and refusing
+// it for ever would only have the provider redeliver it for ever. maxUnmatched bounds the memory.
+const (
+	unmatchedFor = 10 * time.Minute
+	maxUnmatched = 100_000
+)
+
+// dropUnmatched reports whether a receipt whose message is not recorded as sent has been refused
+// for unmatchedFor and is to be acknowledged now.
+func (o *outbound) dropUnmatched(key string, now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	first, seen := o.unmatched[key]
+	if !seen {
+		if o.unmatched == nil || len(o.unmatched) >= maxUnmatched {
+			for k, t := range o.unmatched {
+				if now.Sub(t) >= unmatchedFor {
+					delete(o.unmatched, k)
+				}
+			}
+			if o.unmatched == nil || len(o.unmatched) >= maxUnmatched {
+				o.unmatched = map[string]time.Time{}
+			}
+		}
+		o.unmatched[key] = now
+		return false
+	}
+	if now.Sub(first) < unmatchedFor {
+		return false
+	}
+	delete(o.unmatched, key)
+	return true
 }
 
 // newOutbound starts every provider plugin of the region and builds the dispatcher over them.
@@ -282,6 +321,11 @@ func (o *outbound) event(ctx context.Context, name string, ev provider.Event) er
 			Provider: name, ProviderMessageID: ev.ProviderMessageID, Status: ev.Status, Code: ev.ErrorCode, At: ev.At,
 		})
 		if errors.Is(err, store.ErrNotFound) {
+			if o.dropUnmatched(name+"\x00"+ev.ProviderMessageID, o.p.now()) {
+				o.p.log.Warn("receipt for no message recorded as sent, refused for "+unmatchedFor.String()+"; dropped",
+					"provider", name, "provider_message_id", ev.ProviderMessageID, "status", ev.Status)
+				return nil
+			}
 			return fmt.Errorf("receipt for a message not yet recorded as sent: %w", err)
 		}
 		return err

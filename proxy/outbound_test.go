@@ -391,3 +391,47 @@ func TestCrashDuringFailoverResendsToTheSameProvider(t *testing.T) {
 		t.Errorf("a took m1 after the restart although b had taken it before: delivered twice")
 	}
 }
+
+// unknownReceipts is a store that knows no message by its provider id.
+type unknownReceipts struct {
+	outboxStore
+	lookups int
+}
+
+func (s *unknownReceipts) ApplyReceipt(context.Context, store.Receipt) (store.ReceiptResult, error) {
+	s.lookups++
+	return store.ReceiptResult{}, store.ErrNotFound
+}
+
+// TestUnmatchedReceiptIsDroppedInTime: a receipt naming no message recorded as sent is refused, so
+// that the provider delivers it again while the "sent" record may still come; once it has been
+// refused for unmatchedFor it is acknowledged, instead of coming back for ever.
+func TestUnmatchedReceiptIsDroppedInTime(t *testing.T) {
+	st := &unknownReceipts{}
+	o := newTestOutbound(t, &st.outboxStore, &countingSender{sends: map[string]int{}})
+	o.p.store = st
+	now := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	o.p.now = func() time.Time { return now }
+	ev := provider.Event{Kind: provider.EventReceipt, ProviderMessageID: "a-lost", Status: provider.StatusDelivered, At: now}
+	for _, after := range []time.Duration{0, time.Second, unmatchedFor - time.Second} {
+		now = time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC).Add(after)
+		if err := o.event(context.Background(), "a", ev); err == nil {
+			t.Fatalf("receipt %s after the first: acknowledged, want refused for redelivery", after)
+		}
+	}
+	other := ev
+	other.ProviderMessageID = "a-new"
+	if err := o.event(context.Background(), "a", other); err == nil {
+		t.Fatal("another unmatched receipt was acknowledged at once")
+	}
+	now = time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC).Add(unmatchedFor)
+	if err := o.event(context.Background(), "a", ev); err != nil {
+		t.Fatalf("receipt refused for %s: %v, want acknowledged", unmatchedFor, err)
+	}
+	if err := o.event(context.Background(), "a", other); err == nil {
+		t.Error("the younger unmatched receipt was acknowledged with the older one")
+	}
+	if st.lookups != 6 {
+		t.Errorf("%d store lookups, want 6: every delivery is looked up", st.lookups)
+	}
+}
