@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,5 +210,28 @@ func TestLimitDenialNamesTheLimit(t *testing.T) {
 	}
 	if e.Rule != "limit otp_per_device" {
 		t.Errorf("rule = %q, want %q", e.Rule, "limit otp_per_device")
+	}
+}
+
+// TestRecordMasksTemplateParams: the message record keeps a template's parameters masked as the
+// region says (dev: template.params.txn last4), whatever the body's own style.
+func TestRecordMasksTemplateParams(t *testing.T) {
+	p, _ := submitProxy(t)
+	d := sms.Draft{App: "dev", To: "+6591234567", From: "PAYLINK88", Category: "transaction",
+		Template: &sms.TemplateRef{ID: "transfer_completed", Locale: "en", Params: map[string]string{
+			"amount": "100", "currency": "SGD", "recipient": "John Tan", "txn": "PL20241208009", "rate": "1.00"}}}
+	acc, err := p.Submit(context.Background(), "dev", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := p.Message(context.Background(), "dev", acc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rec.Body, "PL20241208009") || !strings.Contains(rec.Body, "Transaction ID: *********8009.") {
+		t.Errorf("recorded body %q: want the transaction id masked to its last 4 characters", rec.Body)
+	}
+	if !strings.Contains(rec.Body, "Your transfer of 100 SGD") {
+		t.Errorf("recorded body %q: parameters without a mask must stay", rec.Body)
 	}
 }

@@ -131,7 +131,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		Sender:         msg.From.ID,
 		SenderKind:     string(msg.From.Kind),
 		Category:       string(msg.Category),
-		Body:           mask(masks["body"], msg.Body),
+		Body:           mask(masks["body"], maskParams(&msg, masks)),
 		Encoding:       string(msg.Encoding),
 		Segments:       msg.Segments,
 		Detail:         detailJSON(&msg, providers),
@@ -245,6 +245,28 @@ func limitRule(l policy.Limit) string {
 		return "limit " + l.Name
 	}
 	return "limit " + l.Code
+}
+
+// maskParams is msg's body with every template parameter the masks name ("template.params.txn")
+// masked where it appears: the record keeps a transfer notice, not its transaction id. Longer
+// values go first, so that a value inside another is masked within it rather than breaking it.
+func maskParams(msg *sms.Message, masks map[string]string) string {
+	body := msg.Body
+	if msg.Template == nil {
+		return body
+	}
+	type param struct{ value, style string }
+	var ps []param
+	for name, v := range msg.Template.Params {
+		if style, ok := masks["template.params."+name]; ok && style != "none" && v != "" {
+			ps = append(ps, param{v, style})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return len(ps[i].value) > len(ps[j].value) })
+	for _, p := range ps {
+		body = strings.ReplaceAll(body, p.value, mask(p.style, p.value))
+	}
+	return body
 }
 
 func maskSet(ms []policy.Mask) map[string]string {
