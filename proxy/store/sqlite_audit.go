@@ -435,15 +435,58 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 	k.mu.Unlock()
 }
 
+// Delete destroys ref's key and, in the same transaction, masks the body of every stored message
+// to the subject (eraseBodies): it is the subject's erasure.
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
 	k.mu.Lock()
 	delete(k.pending, ref)
 	k.changes++
 	k.mu.Unlock()
 	return k.s.gc.submit(ctx, func() error {
-		_, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref)
-		return err
+		if _, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref); err != nil {
+			return err
+		}
+		return k.s.eraseBodies(ref)
 	})
+}
+
+// qSubjectBodies lists the id and body of the stored messages to subject ref (both arguments). It
+// goes from the subject's audit events, through the partial index audit_events_subject_ref, to
+// their messages by primary key: messages has no index on to_hash, and a scan of it would read the
+// whole table for every erasure. to_hash = ref keeps out an event's id that names another message.
+const qSubjectBodies = `SELECT id, body FROM messages WHERE id IN (SELECT message_id FROM audit_events
+ WHERE subject_ref = ? AND subject_ref <> '' AND message_id IS NOT NULL) AND to_hash = ?`
+
+// eraseBodies replaces the body of every stored message to subject ref with its full mask
+// (sms.MaskAll, as mask style "full"), so that nothing of it is left in clear once the subject's
+// key is gone. A body already masked is left alone, so erasing again writes nothing; updated_at
+// stays, as the message's retention runs from it. Only the writer calls it.
+func (s *SQLite) eraseBodies(ref string) error {
+	rows, err := s.wconn.QueryContext(bg, qSubjectBodies, ref, ref)
+	if err != nil {
+		return err
+	}
+	var ids, bodies []string
+	for rows.Next() {
+		var id, body string
+		if err := rows.Scan(&id, &body); err != nil {
+			rows.Close()
+			return err
+		}
+		if masked := sms.MaskAll(body); masked != body {
+			ids, bodies = append(ids, id), append(bodies, masked)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i, id := range ids {
+		if _, err := s.wconn.ExecContext(bg, `UPDATE messages SET body = ? WHERE id = ?`, bodies[i], id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (k *sqliteSubjectKeys) Replace(ctx context.Context, ref string, wrapped []byte, keyID string) error {
@@ -823,8 +866,9 @@ type subjectErasedData struct {
 }
 
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
-// records, outbox payloads) can no longer be opened, and appends a "subject.erased" event naming
-// requestedBy and the subject's lookup hash. Opt-outs keep blocking: they hold only the hash.
+// records, outbox payloads) can no longer be opened, masks the body of its stored messages in the
+// same transaction, and appends a "subject.erased" event naming requestedBy and the subject's
+// lookup hash. Opt-outs keep blocking: they hold only the hash.
 func (s *SQLite) EraseSubject(ctx context.Context, e164, requestedBy string) (EraseResult, error) {
 	if s.closed.Load() {
 		return EraseResult{}, ErrClosed

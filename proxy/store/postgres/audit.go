@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
+	"github.com/smsproxy/smsproxy/proxy/sms"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -399,9 +400,10 @@ type subjectErasedData struct {
 }
 
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
-// records, outbox payloads) can no longer be opened, and appends a "subject.erased" event naming
-// requestedBy and the subject's lookup hash. Opt-outs keep blocking: they hold only the hash. Other
-// replicas stop opening the subject's fields when the key leaves their sealer's cache.
+// records, outbox payloads) can no longer be opened, masks the body of its stored messages in the
+// same transaction, and appends a "subject.erased" event naming requestedBy and the subject's
+// lookup hash. Opt-outs keep blocking: they hold only the hash. Other replicas stop opening the
+// subject's fields when the key leaves their sealer's cache.
 func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (store.EraseResult, error) {
 	if p.closed.Load() {
 		return store.EraseResult{}, store.ErrClosed
@@ -416,12 +418,19 @@ func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (
 		return store.EraseResult{}, err
 	}
 	ref := p.tr.kr.LookupHash(e164)
-	keys := &pgSubjectKeys{pool: p.pool}
-	_, _, err := keys.Get(ctx, ref)
-	existed := err == nil
-	if err != nil && !errors.Is(err, audit.ErrNoSubjectKey) {
+	var existed bool
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subject_keys WHERE ref = $1`, ref)
+		if err != nil {
+			return err
+		}
+		existed = tag.RowsAffected() > 0
+		return eraseBodies(ctx, tx, ref)
+	})
+	if err != nil {
 		return store.EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
+	// The key is gone; Erase drops it from this replica's sealer cache (its delete finds nothing).
 	if err := p.tr.sealer.Erase(ctx, ref); err != nil {
 		return store.EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
@@ -435,6 +444,42 @@ func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (
 		return store.EraseResult{}, fmt.Errorf("store: erase subject: the key is destroyed but the event was not recorded: %w", err)
 	}
 	return store.EraseResult{Seq: req.seq, Existed: existed}, nil
+}
+
+// qSubjectBodies lists the id and body of the stored messages to subject $1, locked in id order. It
+// goes from the subject's audit events, through the partial index audit_events_subject_ref, to
+// their messages by primary key: messages has no index on to_hash, and a scan of it would read the
+// whole table for every erasure. to_hash = $1 keeps out an event's id that names another message.
+const qSubjectBodies = `SELECT id, body FROM messages WHERE id IN (SELECT message_id FROM audit_events
+ WHERE subject_ref = $1 AND subject_ref <> '' AND message_id IS NOT NULL) AND to_hash = $1 ORDER BY id FOR UPDATE`
+
+// eraseBodies replaces, in tx, the body of every stored message to subject ref with its full mask
+// (sms.MaskAll, as mask style "full"), so that nothing of it is left in clear once the subject's
+// key is gone. A body already masked is left alone, so erasing again writes nothing; updated_at
+// stays, as the message's retention runs from it.
+func eraseBodies(ctx context.Context, tx pgx.Tx, ref string) error {
+	rows, err := tx.Query(ctx, qSubjectBodies, ref)
+	if err != nil {
+		return err
+	}
+	var ids, bodies []string
+	for rows.Next() {
+		var id, body string
+		if err := rows.Scan(&id, &body); err != nil {
+			rows.Close()
+			return err
+		}
+		if masked := sms.MaskAll(body); masked != body {
+			ids, bodies = append(ids, id), append(bodies, masked)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE messages m SET body = u.body FROM unnest($1::text[], $2::text[]) AS u(id, body)
+ WHERE m.id = u.id`, ids, bodies)
+	return err
 }
 
 func validE164(n string) bool {

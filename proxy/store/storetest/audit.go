@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
+	"github.com/smsproxy/smsproxy/proxy/sms"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -41,6 +42,7 @@ func RunAudit(t *testing.T, newDB AuditFactory) {
 		{"DeletionAfterCheckpointDetected", testTruncation},
 		{"PurgeKeepsVerification", testPurge},
 		{"ErasureShredsPersonalData", testErasure},
+		{"ErasureMasksMessageBodies", testErasureMasksBodies},
 		{"AuditRangeByRecipient", testRangeByRecipient},
 		{"OutboxPayloadSealedAndOpened", testOutboxSealed},
 	}
@@ -315,6 +317,91 @@ func testErasure(t *testing.T, h *auditHarness) {
 	if _, err := h.trail().EraseSubject(bg, "6591234567", "dpo"); store.CodeOf(err) != store.CodeInvalidArgument {
 		t.Fatalf("EraseSubject of a bad number = %v, want invalid_argument", err)
 	}
+}
+
+// transferMsg is a transaction message whose body a policy left in clear (mask style "none").
+func transferMsg(id, to, payee string) store.Accepted {
+	a := sealedMsg("pay", id, to)
+	a.Category = "transaction"
+	a.Body = "Your transfer of 100 SGD to " + payee + " was completed. Ref " + id
+	a.Personal = personal(to, a.Body)
+	return a
+}
+
+// testErasureMasksBodies checks that an erasure masks the stored body of every message to the
+// subject, sent or still in the outbox, and leaves the other subjects' messages and the trail alone.
+func testErasureMasksBodies(t *testing.T, h *auditHarness) {
+	msgs := []store.Accepted{
+		transferMsg("ta1", numA, "John Tan"),
+		transferMsg("tb1", numB, "Mary Lim"),
+		transferMsg("ta2", numA, "John Tan"),
+	}
+	for _, a := range msgs {
+		h.accept(a)
+	}
+	// ta1 was sent; ta2 is still in the outbox.
+	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "ta1", Provider: "sim", ProviderMessageID: "pta1", At: base}}); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]store.MessageView{}
+	for _, a := range msgs {
+		before[a.ID] = h.get("pay", a.ID)
+	}
+	// check compares each message with what it was before the erasure: only the erased subject's
+	// bodies change, to a full mask.
+	check := func(when string) {
+		t.Helper()
+		for _, a := range msgs {
+			v := h.get("pay", a.ID)
+			want := a.Body
+			if a.To == numA {
+				want = sms.MaskAll(a.Body)
+				if strings.Contains(v.Body, "John Tan") || strings.Contains(v.Body, "100 SGD") {
+					t.Fatalf("%s: %s still holds its body in clear: %q", when, a.ID, v.Body)
+				}
+			}
+			if v.Body != want {
+				t.Fatalf("%s: %s body = %q, want %q", when, a.ID, v.Body, want)
+			}
+			b := before[a.ID]
+			if v.ToMasked != b.ToMasked || v.ToHash != b.ToHash || v.Category != b.Category || v.Segments != b.Segments {
+				t.Fatalf("%s: %s = %+v, want only its body changed from %+v", when, a.ID, v, b)
+			}
+		}
+	}
+	res, err := h.trail().EraseSubject(bg, numA, "dpo@example.com ticket 4411")
+	if err != nil || !res.Existed {
+		t.Fatalf("EraseSubject = %+v, %v", res, err)
+	}
+	check("after the erasure")
+	for _, id := range []string{"ta1", "ta2", "tb1"} {
+		v := h.get("pay", id)
+		b := before[id]
+		if v.Status != b.Status || !v.UpdatedAt.Equal(b.UpdatedAt) || len(v.History) != len(b.History) {
+			t.Fatalf("%s after the erasure = %s %v %+v, want its status, time and history unchanged", id, v.Status, v.UpdatedAt, v.History)
+		}
+	}
+	if rep := h.wantVerified(); rep.LastSeq != res.Seq {
+		t.Fatalf("report = %+v, want the erasure event last", rep)
+	}
+	// The unsent message still fails with subject_erased instead of being sent, and stays masked.
+	if items := h.pending(); len(items) != 1 || items[0].MessageID != "tb1" {
+		t.Fatalf("pending = %+v, want only tb1", items)
+	}
+	if v := h.get("pay", "ta2"); v.Status != store.StatusFailed || v.History[len(v.History)-1].Code != store.CodeSubjectErased {
+		t.Fatalf("ta2 = %s %+v, want failed with subject_erased", v.Status, v.History)
+	}
+	check("after the outbox sweep")
+	// Erasing again is harmless.
+	again, err := h.trail().EraseSubject(bg, numA, "dpo@example.com ticket 4412")
+	if err != nil || again.Existed || again.Seq <= res.Seq {
+		t.Fatalf("second EraseSubject = %+v, %v; want a new event and Existed false", again, err)
+	}
+	check("after the second erasure")
+	h.wantVerified()
+	h.reopen()
+	check("after a reopen")
+	h.wantVerified()
 }
 
 func testRangeByRecipient(t *testing.T, h *auditHarness) {
