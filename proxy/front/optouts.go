@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -176,18 +175,12 @@ func toOptOut(app string, r optOutRequest, def string) (store.OptOut, *rowError)
 
 // decodeJSONBody decodes one JSON object strictly, answering 400 itself on failure.
 func decodeJSONBody(rc *fasthttp.RequestCtx, v any) bool {
-	if ct := rc.Request.Header.ContentType(); !bytes.HasPrefix(ct, []byte("application/json")) {
+	if !isJSON(rc.Request.Header.ContentType()) {
 		writeError(rc, fasthttp.StatusUnsupportedMediaType, "unsupported_media_type", "Send the body as application/json.", "")
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(rc.PostBody()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeStrict(rc.PostBody(), v); err != nil {
 		writeError(rc, fasthttp.StatusBadRequest, "invalid_json", jsonProblem(err), "")
-		return false
-	}
-	if dec.More() {
-		writeError(rc, fasthttp.StatusBadRequest, "invalid_json", "The body must hold one JSON object.", "")
 		return false
 	}
 	return true
@@ -439,9 +432,7 @@ func parseNDJSONImport(app string, body []byte) ([]store.OptOut, []rejectedRow, 
 			return nil, nil, errTooManyRows
 		}
 		var req optOutRequest
-		dec := json.NewDecoder(bytes.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil || dec.More() {
+		if err := decodeStrict(text, &req); err != nil {
 			rejected = append(rejected, rejectedRow{Line: line, Code: "invalid_json"})
 			continue
 		}
