@@ -19,11 +19,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/valyala/fasthttp"
 
 	"github.com/smsproxy/smsproxy/proxy/sms"
@@ -317,30 +317,9 @@ func writeJSON(rc *fasthttp.RequestCtx, status int, v any) {
 
 // jsonProblem says what is wrong with a body without echoing its content.
 func jsonProblem(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
 	var bp *bodyProblem
-	switch {
-	case errors.As(err, &se):
-		return "The body is not valid JSON (at byte " + strconv.FormatInt(se.Offset, 10) + ")."
-	case errors.As(err, &bp):
+	if errors.As(err, &bp) {
 		return bp.msg
-	case errors.As(err, &te):
-		return typeProblem(te, nil)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// A field name is the client's text: echo it only when it looks like a field name, never
-		// when it could be a number or a code sent in the wrong place.
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if fieldName.MatchString(name) {
-			return "Unknown field " + strconv.Quote(name) + "."
-		}
-		return "The body has a field that is not part of the message object."
-	case errors.Is(err, errTrailingData):
-		return "The body must hold one JSON object and nothing after it."
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "The body ends before its JSON object does."
-	case errors.Is(err, io.EOF):
-		return "The body is empty; send a JSON object."
 	}
 	return "The body is not a valid message object."
 }
@@ -348,9 +327,7 @@ func jsonProblem(err error) string {
 // jsonKind names, in JSON's words, the kind of value a Go type decodes from; "" when there is no
 // one kind.
 func jsonKind(t reflect.Type) string {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
+	t = deref(t)
 	if t == nil {
 		return ""
 	}
@@ -370,35 +347,6 @@ func jsonKind(t reflect.Type) string {
 	return ""
 }
 
-// typeProblem says which field of a request described by ks has a value of the wrong type. The
-// error's Field is a path of the request's own field names (never a metadata key) and its Type a
-// Go type, of which only the kind is told, in JSON's words.
-func typeProblem(te *json.UnmarshalTypeError, ks *keySet) string {
-	if te.Field == "" {
-		return "The body must be a JSON object."
-	}
-	kind := jsonKind(te.Type)
-	if kind == "" {
-		return "Field " + strconv.Quote(te.Field) + " has the wrong type."
-	}
-	// For a value inside a map, Field names the map and Type is the type of its values.
-	parent, last := ks, te.Field
-	for {
-		seg, rest, more := strings.Cut(last, ".")
-		if !more {
-			break
-		}
-		if parent != nil {
-			parent = parent.fields[seg]
-		}
-		last = rest
-	}
-	if parent != nil && parent.maps[last] && te.Type.Kind() != reflect.Map {
-		return "Each value of field " + strconv.Quote(te.Field) + " must be " + kind + "."
-	}
-	return "Field " + strconv.Quote(te.Field) + " must be " + kind + "."
-}
-
 // isJSON reports whether a Content-Type names JSON: application/json, with any parameters, and
 // a charset (if given) of UTF-8.
 func isJSON(ct []byte) bool {
@@ -410,118 +358,25 @@ func isJSON(ct []byte) bool {
 	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
-// errTrailingData is a body with something other than white space after its JSON value.
-var errTrailingData = errors.New("data after the JSON value")
+// strictJSON is how decodeStrict reads a body: unknown fields are refused. The rest are the
+// library's defaults, given because it is a prototype whose defaults may change: a key given twice
+// is refused, field names match exactly (not as encoding/json folds case) and the body must be
+// UTF-8.
+var strictJSON = jsonv2.JoinOptions(
+	jsonv2.RejectUnknownMembers(true),
+	jsonv2.MatchCaseInsensitiveNames(false),
+	jsontext.AllowDuplicateNames(false),
+	jsontext.AllowInvalidUTF8(false),
+)
 
-// decodeStrict decodes body, which must hold exactly one JSON value, into v, a pointer to a
-// request struct. Unknown fields are refused, and before decoding checkKeys refuses what
-// encoding/json would otherwise quietly accept: a key given twice, and a field name in other case.
+// decodeStrict decodes body, which must hold exactly one JSON value and nothing but white space
+// after it, into v, a pointer to a request struct. It refuses unknown fields, a key given twice
+// (in free-form maps too) and a field name in other case. Its errors are *bodyProblem.
 func decodeStrict(body []byte, v any) error {
-	ks := keysOf(reflect.TypeOf(v))
-	if err := checkKeys(body, ks); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return &bodyProblem{typeProblem(te, ks)}
-		}
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errTrailingData
+	if err := jsonv2.Unmarshal(body, v, strictJSON); err != nil {
+		return &bodyProblem{problemOf(body, reflect.TypeOf(v), err)}
 	}
 	return nil
-}
-
-// keySet is the keys an object of a request may hold: each field's name and, when the field is an
-// object, its own keySet. A nil *keySet is free-form (metadata, template params): any key, once.
-type keySet struct {
-	path   string             // the fields leading here, as "template"; "" at the top
-	fields map[string]*keySet // field name → keys of its value (nil unless a struct)
-	folded map[string]string  // field name as encoding/json folds it → field name
-	maps   map[string]bool    // the fields whose value is a map
-	paths  map[string]string  // field name → its path from the top, as "template.params"
-}
-
-// keySets caches keysOf by type.
-var keySets sync.Map // reflect.Type → *keySet
-
-// keysOf returns the keySet of the JSON object t (or what t points to) decodes from; nil when t
-// is not a struct.
-func keysOf(t reflect.Type) *keySet {
-	if ks, ok := keySets.Load(t); ok {
-		return ks.(*keySet)
-	}
-	ks := buildKeys(t, "")
-	keySets.Store(t, ks)
-	return ks
-}
-
-func buildKeys(t reflect.Type, path string) *keySet {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t.Kind() != reflect.Struct {
-		return nil
-	}
-	ks := &keySet{path: path, fields: map[string]*keySet{}, folded: map[string]string{}, maps: map[string]bool{}, paths: map[string]string{}}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		if sf.Anonymous && name == "" {
-			// An embedded struct's fields are the object's own, as encoding/json reads them.
-			if emb := buildKeys(sf.Type, path); emb != nil {
-				for n, sub := range emb.fields {
-					if _, shadowed := ks.fields[n]; !shadowed {
-						ks.fields[n], ks.maps[n], ks.paths[n] = sub, emb.maps[n], emb.paths[n]
-						ks.folded[string(foldName(nil, []byte(n)))] = n
-					}
-				}
-				continue
-			}
-		}
-		if !sf.IsExported() || name == "-" {
-			continue
-		}
-		if name == "" {
-			name = sf.Name
-		}
-		ks.fields[name] = buildKeys(sf.Type, qualify(path, name))
-		ks.maps[name] = sf.Type.Kind() == reflect.Map
-		ks.paths[name] = qualify(path, name)
-		ks.folded[string(foldName(nil, []byte(name)))] = name
-	}
-	return ks
-}
-
-// foldName appends name folded as encoding/json folds field names when it matches them to keys
-// (ASCII letters upper-cased, other runes to the least rune of their fold set, so "ſ" is "S").
-func foldName(out, name []byte) []byte {
-	for len(name) > 0 {
-		if c := name[0]; c < utf8.RuneSelf {
-			if 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			}
-			out = append(out, c)
-			name = name[1:]
-			continue
-		}
-		r, n := utf8.DecodeRune(name)
-		for {
-			r2 := unicode.SimpleFold(r)
-			if r2 <= r {
-				r = r2
-				break
-			}
-			r = r2
-		}
-		out = utf8.AppendRune(out, r)
-		name = name[n:]
-	}
-	return out
 }
 
 // bodyProblem is what is wrong with a request body, as a sentence that names only the request's own fields.
@@ -529,150 +384,168 @@ type bodyProblem struct{ msg string }
 
 func (p *bodyProblem) Error() string { return p.msg }
 
-// keyFrame is one open object or array of checkKeys' scan.
-type keyFrame struct {
-	obj     bool
-	keys    *keySet // the object's keys; nil when free-form
-	field   string  // the object's field path, for messages
-	wantKey bool
-	next    *keySet // keys of the value after the last key read
-	nextAt  string
-	start   int                 // where the object's keys begin in the scan's seen keys, while few
-	seenSet map[string]struct{} // the object's keys, once many
+// problemOf says what is wrong with body, which err refused to decode into a t, naming only t's
+// own fields: never a Go type, a map key or a value of the client's.
+func problemOf(body []byte, t reflect.Type, err error) string {
+	var se *jsonv2.SemanticError
+	var sy *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &sy):
+		return syntaxProblem(body, t, sy)
+	case errors.As(err, &se) && errors.Is(se.Err, jsonv2.ErrUnknownName):
+		return unknownProblem(t, se.JSONPointer)
+	case errors.As(err, &se):
+		return typeProblem(t, se)
+	}
+	return "The body is not a valid message object."
 }
 
-// maxDepth bounds how deeply checkKeys follows nested objects and arrays; a request needs three.
-const maxDepth = 32
-
-// seenLimit is how many keys an object's frame compares one by one before it keeps them in a map.
-const seenLimit = 16
-
-// add records key as one of fr's, reporting false if fr already had it. seen holds the keys of the
-// open objects that have few, innermost last; add returns it updated.
-func (fr *keyFrame) add(seen [][]byte, key []byte) ([][]byte, bool) {
-	if fr.seenSet != nil {
-		if _, dup := fr.seenSet[string(key)]; dup {
-			return seen, false
-		}
-		fr.seenSet[string(key)] = struct{}{}
-		return seen, true
+func syntaxProblem(body []byte, t reflect.Type, sy *jsontext.SyntacticError) string {
+	off := min(max(sy.ByteOffset, 0), int64(len(body)))
+	at := " (at byte " + strconv.FormatInt(off, 10) + ")."
+	switch {
+	case errors.Is(sy.Err, jsontext.ErrDuplicateName):
+		return duplicateProblem(t, sy.JSONPointer)
+	case len(bytes.Trim(body, " \t\r\n")) == 0:
+		return "The body is empty; send a JSON object."
+	case errors.Is(sy.Err, io.ErrUnexpectedEOF):
+		return "The body ends before its JSON object does."
+	case invalidRune(body[off:]):
+		return "The body is not valid UTF-8" + at
+	case sy.JSONPointer == "" && jsontext.Value(body[:off]).IsValid():
+		// What comes before the error is one whole value: the error is what follows it.
+		return "The body must hold one JSON object and nothing after it."
 	}
-	for _, k := range seen[fr.start:] {
-		if bytes.Equal(k, key) {
-			return seen, false
-		}
-	}
-	if len(seen)-fr.start < seenLimit {
-		return append(seen, key), true
-	}
-	fr.seenSet = make(map[string]struct{}, 4*seenLimit)
-	for _, k := range seen[fr.start:] {
-		fr.seenSet[string(k)] = struct{}{}
-	}
-	fr.seenSet[string(key)] = struct{}{}
-	return seen[:fr.start], true
+	return "The body is not valid JSON" + at
 }
 
-// checkKeys scans the JSON value of body, whose objects are described by top, and refuses any
-// object that has a key twice, and any key of a described object that differs from one of its
-// fields only as encoding/json folds case (it would decode into that field). Keys are compared as
-// encoding/json reads them, escapes undone. A body that is not valid JSON is left to the decoder,
-// which refuses it: checkKeys then has nothing to say. It reads body twice, once to validate it and
-// once to scan it, and allocates only for keys with escapes and for objects with many keys.
-func checkKeys(body []byte, top *keySet) error {
-	if !json.Valid(body) {
-		return nil
-	}
-	var frameBuf [4]keyFrame
-	var seenBuf [2 * seenLimit][]byte
-	var foldBuf [32]byte
-	stack, seen, fold := frameBuf[:0], seenBuf[:0], foldBuf[:0]
-	for i := 0; i < len(body); i++ {
-		var fr *keyFrame
-		if len(stack) > 0 {
-			fr = &stack[len(stack)-1]
+// invalidRune reports whether b starts with a byte that does not start a UTF-8 encoded rune.
+func invalidRune(b []byte) bool {
+	r, n := utf8.DecodeRune(b)
+	return r == utf8.RuneError && n == 1
+}
+
+// unknownProblem is the problem of the key at ptr, which is no field of its object. A field name
+// in other case is told which field it means; another name is echoed only when it looks like a
+// field name, never when it could be a number or a code sent in the wrong place.
+func unknownProblem(t reflect.Type, ptr jsontext.Pointer) string {
+	name := ptr.LastToken()
+	if path, obj, rest := locate(t, ptr.Parent()); rest == 0 && obj.Kind() == reflect.Struct {
+		for _, f := range fieldsOf(obj) {
+			if strings.EqualFold(f.name, name) {
+				return "Field names are case-sensitive: use " + strconv.Quote(qualify(path, f.name)) + "."
+			}
 		}
-		switch c := body[i]; c {
-		case '{', '[':
-			keys, at := top, ""
-			if fr != nil {
-				keys, at = fr.next, fr.nextAt
-			}
-			if len(stack) == maxDepth {
-				return &bodyProblem{"The body nests objects or arrays too deeply."}
-			}
-			if c == '[' {
-				// An array's elements are described by nothing: no request field is an array.
-				stack = append(stack, keyFrame{nextAt: at})
-			} else {
-				stack = append(stack, keyFrame{obj: true, keys: keys, field: at, wantKey: true, start: len(seen)})
-			}
-		case '}', ']':
-			if fr.obj && fr.seenSet == nil {
-				seen = seen[:fr.start]
-			}
-			stack = stack[:len(stack)-1]
-		case ',':
-			if fr.obj {
-				fr.wantKey = true
-			}
-		case '"':
-			end := i + 1
-			for body[end] != '"' {
-				if body[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			raw := body[i : end+1]
-			i = end
-			if fr == nil || !fr.obj || !fr.wantKey {
-				continue // a string value
-			}
-			fr.wantKey = false
-			key := raw[1 : len(raw)-1]
-			if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-				// Undo escapes and replace invalid UTF-8 exactly as the decoder will.
-				var s string
-				if err := json.Unmarshal(raw, &s); err != nil {
-					return nil
-				}
-				key = []byte(s)
-			}
-			var fresh bool
-			if seen, fresh = fr.add(seen, key); !fresh {
-				return fr.duplicate(key)
-			}
-			fr.next, fr.nextAt = nil, fr.field
-			if fr.keys == nil {
+	}
+	if fieldName.MatchString(name) {
+		return "Unknown field " + strconv.Quote(name) + "."
+	}
+	return "The body has a field that is not part of the message object."
+}
+
+// duplicateProblem is the problem of the key at ptr, given twice in its object.
+func duplicateProblem(t reflect.Type, ptr jsontext.Pointer) string {
+	path, obj, rest := locate(t, ptr.Parent())
+	if rest == 0 && obj.Kind() == reflect.Struct {
+		if _, known := fieldOf(obj, ptr.LastToken()); known {
+			return "Field " + strconv.Quote(qualify(path, ptr.LastToken())) + " is given more than once."
+		}
+		return "The body gives a field more than once."
+	}
+	if path != "" {
+		return "A key of " + strconv.Quote(path) + " is given more than once."
+	}
+	return "The body gives a key more than once."
+}
+
+// typeProblem says which field of a t has a value of the wrong kind; the field's Go type is told
+// only as a kind, in JSON's words.
+func typeProblem(t reflect.Type, se *jsonv2.SemanticError) string {
+	if se.JSONPointer == "" {
+		return "The body must be a JSON object."
+	}
+	path, in, rest := locate(t, se.JSONPointer)
+	kind := jsonKind(se.GoType)
+	switch {
+	case path == "":
+		return "The body is not a valid message object."
+	case kind != "" && rest == 0:
+		return "Field " + strconv.Quote(path) + " must be " + kind + "."
+	case kind != "" && rest == 1 && in.Kind() == reflect.Map:
+		// A value of a free-form field: its key is the client's, not told.
+		return "Each value of field " + strconv.Quote(path) + " must be " + kind + "."
+	}
+	return "Field " + strconv.Quote(path) + " has the wrong type."
+}
+
+// locate follows ptr from a value of type t through struct fields, as far as it names them. It
+// returns the path of those fields (as "template.params"), the type it stops at, and how many of
+// ptr's tokens are left: those inside a map or array, whose keys are the client's, or from a name
+// that is no field on.
+func locate(t reflect.Type, ptr jsontext.Pointer) (path string, end reflect.Type, rest int) {
+	end = deref(t)
+	for tok := range ptr.Tokens() {
+		if rest == 0 && end.Kind() == reflect.Struct {
+			if ft, ok := fieldOf(end, tok); ok {
+				path, end = qualify(path, tok), deref(ft)
 				continue
 			}
-			if sub, known := fr.keys.fields[string(key)]; known {
-				fr.next, fr.nextAt = sub, fr.keys.paths[string(key)]
-				continue
-			}
-			fold = foldName(fold[:0], key)
-			if name, ok := fr.keys.folded[string(fold)]; ok {
-				return &bodyProblem{"Field names are case-sensitive: use " + strconv.Quote(qualify(fr.keys.path, name)) + "."}
-			}
-			// An unknown field: the decoder refuses it by name.
 		}
+		rest++
 	}
-	return nil
+	return path, end, rest
 }
 
-// duplicate is the problem of key given twice in the object of fr.
-func (fr *keyFrame) duplicate(key []byte) error {
-	if fr.keys != nil {
-		if _, known := fr.keys.fields[string(key)]; known {
-			return &bodyProblem{"Field " + strconv.Quote(qualify(fr.keys.path, string(key))) + " is given more than once."}
+// jsonField is a field of a struct as JSON names it.
+type jsonField struct {
+	name string
+	typ  reflect.Type
+}
+
+// fieldsOf lists the fields of struct type t by the names their json tags give them, with the
+// fields of embedded structs as t's own, after t's.
+func fieldsOf(t reflect.Type) []jsonField {
+	var fs []jsonField
+	var embedded []reflect.Type
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		switch {
+		case tag == "-":
+			continue
+		case sf.Anonymous && name == "" && deref(sf.Type).Kind() == reflect.Struct:
+			embedded = append(embedded, deref(sf.Type))
+			continue
+		case !sf.IsExported():
+			continue
+		case name == "":
+			name = sf.Name
 		}
-		return &bodyProblem{"The body gives a field more than once."}
+		fs = append(fs, jsonField{name, sf.Type})
 	}
-	if fr.field != "" {
-		return &bodyProblem{"A key of " + strconv.Quote(fr.field) + " is given more than once."}
+	for _, et := range embedded {
+		fs = append(fs, fieldsOf(et)...)
 	}
-	return &bodyProblem{"The body gives a key more than once."}
+	return fs
+}
+
+// fieldOf returns the type of struct type t's field named name.
+func fieldOf(t reflect.Type, name string) (reflect.Type, bool) {
+	for _, f := range fieldsOf(t) {
+		if f.name == name {
+			return f.typ, true
+		}
+	}
+	return nil, false
+}
+
+// deref is t, or what it points to.
+func deref(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }
 
 // qualify is the path of field name in an object at path.

@@ -64,7 +64,7 @@ func TestMessageKeysAreExact(t *testing.T) {
 		{"params duplicate", `{"to":"+6591234567","template":{"id":"otp","params":{"code":"1","code":"2"}}}`, 400, `A key of "template.params" is given more than once.`},
 		{"metadata duplicate", `{"to":"+6591234567","body":"hi","metadata":{"order":"1","order":"2"}}`, 400, `A key of "metadata" is given more than once.`},
 		{"metadata duplicate among many", many(`"k7":"again"`), 400, `A key of "metadata" is given more than once.`},
-		{"unknown twice", `{"to":"+6591234567","colour":"red","colour":"blue"}`, 400, "The body gives a field more than once."},
+		{"unknown twice", `{"to":"+6591234567","colour":"red","colour":"blue"}`, 400, `Unknown field "colour".`},
 		{"metadata keys are free-form", `{"to":"+6591234567","body":"hi","metadata":{"order":"1","Order":"2"}}`, 201, ""},
 		{"many metadata keys", many(`"last":"v"`), 201, ""},
 		{"same key in two objects", `{"to":"+6591234567","template":{"id":"otp","params":{"id":"x"}},"metadata":{"id":"y"}}`, 201, ""},
@@ -288,9 +288,9 @@ func BenchmarkDecodeStrict(b *testing.B) {
 	}
 }
 
-// TestCheckKeysReadsKeysAsTheDecoderDoes covers what a byte scanner could get wrong: text that
-// looks like keys inside values, escapes, invalid UTF-8, many keys and nesting.
-func TestCheckKeysReadsKeysAsTheDecoderDoes(t *testing.T) {
+// TestDecodeStrictReadsKeysAsDecoded covers keys that are easy to read wrong: text that looks like
+// keys inside values, escapes, invalid UTF-8, many keys, nesting and embedded structs.
+func TestDecodeStrictReadsKeysAsDecoded(t *testing.T) {
 	type base struct {
 		Kind string `json:"kind"`
 	}
@@ -316,12 +316,15 @@ func TestCheckKeysReadsKeysAsTheDecoderDoes(t *testing.T) {
 		{"keys inside a value", &messageRequest{}, `{"to":"+6591234567","body":"{\"to\":1,\"To\":2,\"to\":3} [\"to\"]"}`, ""},
 		{"escaped quote in a key", &messageRequest{}, `{"to":"+6591234567","metadata":{"a\"b":"1","a\u0022b":"2"}}`, `A key of "metadata" is given more than once.`},
 		{"backslashes differ", &messageRequest{}, `{"to":"+6591234567","metadata":{"a\\":"1","a\\\\":"2"}}`, ""},
-		{"invalid UTF-8 reads as U+FFFD", &messageRequest{}, "{\"to\":\"+6591234567\",\"metadata\":{\"a\xff\":\"1\",\"a\xfe\":\"2\"}}", `A key of "metadata" is given more than once.`},
+		{"invalid UTF-8 in keys is refused", &messageRequest{}, "{\"to\":\"+6591234567\",\"metadata\":{\"a\xff\":\"1\",\"a\xfe\":\"2\"}}", "The body is not valid UTF-8 (at byte 34)."},
+		{"invalid UTF-8 in a value is refused", &messageRequest{}, "{\"to\":\"+6591234567\",\"body\":\"a\xe2\x82\"}", "The body is not valid UTF-8 (at byte 29)."},
+		{"lone surrogate is refused", &messageRequest{}, `{"to":"+6591234567","body":"\ud800"}`, "The body is not valid JSON (at byte 28)."},
 		{"surrogate pair is the rune", &messageRequest{}, `{"to":"+6591234567","metadata":{"\ud83d\ude00":"1","😀":"2"}}`, `A key of "metadata" is given more than once.`},
 		{"escaped case variant", &messageRequest{}, `{"to":"+6591234567","\u0054o":"+60123456789"}`, `Field names are case-sensitive: use "to".`},
 		{"many params then metadata", &messageRequest{}, params(40, ""), ""},
 		{"many params then a metadata duplicate", &messageRequest{}, params(40, `,"k1":"w"`), `A key of "metadata" is given more than once.`},
-		{"deep nesting", &messageRequest{}, `{"to":"+6591234567","metadata":{"a":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}}`, "The body nests objects or arrays too deeply."},
+		{"deep nesting", &messageRequest{}, `{"to":"+6591234567","metadata":{"a":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}}`, `Each value of field "metadata" must be a string.`},
+		{"nesting past the decoder's limit", &messageRequest{}, `{"to":"+6591234567","metadata":{"a":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}}`, "The body is not valid JSON (at byte 10034)."},
 		{"embedded field case", &embedding{}, `{"name":"n","kind":"a","KIND":"b"}`, `Field names are case-sensitive: use "kind".`},
 		{"embedded field twice", &embedding{}, `{"kind":"a","name":"n","kind":"b"}`, `Field "kind" is given more than once.`},
 	}
