@@ -79,7 +79,7 @@ func New(sub Submitter, opts Options) *Front {
 		WriteTimeout:          15 * time.Second,
 		IdleTimeout:           90 * time.Second,
 		MaxRequestBodySize:    maxBody,
-		HeaderReceived:        headerReceived, // opt-out imports may be larger
+		HeaderReceived:        f.headerReceived, // opt-out imports may be larger
 		ErrorHandler:          requestError,
 		Logger:                fasthttpLogger{opts.Logger},
 	}
@@ -222,7 +222,16 @@ func (f *Front) getMessage(rc *fasthttp.RequestCtx, id string) {
 // authenticate finds the app whose API key the request carries ("Authorization: Bearer <key>"). It
 // answers 401 itself when there is none.
 func (f *Front) authenticate(rc *fasthttp.RequestCtx) (string, bool) {
-	h := rc.Request.Header.Peek("Authorization")
+	if app, ok := f.appOf(rc.Request.Header.Peek("Authorization")); ok {
+		return app, true
+	}
+	rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="smsproxy"`)
+	writeError(rc, fasthttp.StatusUnauthorized, "unauthorized", "A valid API key is required: Authorization: Bearer <key>.", "")
+	return "", false
+}
+
+// appOf finds the app whose API key an Authorization header value ("Bearer <key>") carries.
+func (f *Front) appOf(h []byte) (string, bool) {
 	const prefix = "Bearer "
 	if len(h) > len(prefix) && strings.EqualFold(string(h[:len(prefix)]), prefix) {
 		sum := sha256.Sum256(bytes.TrimSpace(h[len(prefix):]))
@@ -230,8 +239,6 @@ func (f *Front) authenticate(rc *fasthttp.RequestCtx) (string, bool) {
 			return app, true
 		}
 	}
-	rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="smsproxy"`)
-	writeError(rc, fasthttp.StatusUnauthorized, "unauthorized", "A valid API key is required: Authorization: Bearer <key>.", "")
 	return "", false
 }
 

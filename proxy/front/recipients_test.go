@@ -87,7 +87,7 @@ func serveStore(t *testing.T) (*http.Client, *storeProxy) {
 const auth = "Bearer " + key
 
 // rawPost sends only the header of a POST declaring a body of n bytes and returns the answer.
-func rawPost(t *testing.T, c *http.Client, path string, n int) (int, string) {
+func rawPost(t *testing.T, c *http.Client, path, auth string, n int) (int, string) {
 	t.Helper()
 	conn, err := c.Transport.(*http.Transport).DialContext(context.Background(), "tcp", "proxy")
 	if err != nil {
@@ -281,11 +281,18 @@ func TestOptOutImportLimits(t *testing.T) {
 		t.Fatalf("a refused import wrote %d opt-outs", len(list))
 	}
 	// A declared length over the limit is refused before the body is read.
-	if status, body := rawPost(t, c, "/v1/opt-outs/import", maxImportBody+1); status != 413 || !strings.Contains(body, `"code":"body_too_large"`) {
+	if status, body := rawPost(t, c, "/v1/opt-outs/import", auth, maxImportBody+1); status != 413 || !strings.Contains(body, `"code":"body_too_large"`) {
 		t.Fatalf("huge import: %d %s", status, body)
 	}
-	if status, _ := rawPost(t, c, "/v1/opt-outs/import", maxImportBody-1); status == 413 {
+	if status, _ := rawPost(t, c, "/v1/opt-outs/import", auth, maxImportBody-1); status == 413 {
 		t.Fatal("an import under 16 MiB was refused as too large")
+	}
+	// Without a known key the body keeps the small limit: nobody unknown gets 16 MiB buffered.
+	if status, body := rawPost(t, c, "/v1/opt-outs/import", "Bearer not-a-key-of-any-app", maxBody+1); status != 413 || !strings.Contains(body, `"code":"body_too_large"`) {
+		t.Fatalf("unauthenticated import over 64 KiB: %d %s, want 413 body_too_large", status, body)
+	}
+	if status, _ := rawPost(t, c, "/v1/opt-outs/import", "Bearer not-a-key-of-any-app", maxBody-1); status != 401 {
+		t.Fatalf("unauthenticated small import: %d, want 401", status)
 	}
 	// Other endpoints keep the small limit.
 	if r := call(t, c, "POST", "/v1/messages", auth, "application/json", strings.Repeat(" ", maxBody+1)); r.status != 413 || r.body["code"] != "body_too_large" {
