@@ -437,17 +437,25 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 
 // Delete destroys ref's key and, in the same transaction, masks the body of every stored message
 // to the subject (eraseBodies): it is the subject's erasure.
+//
+// Hints taken before the DELETE commits are void: changes moves on both before it is queued and
+// after it has committed, so a facts read that found the key while the DELETE waited for the
+// writer cannot hand the erased key back to the sealer.
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
 	k.mu.Lock()
 	delete(k.pending, ref)
 	k.changes++
 	k.mu.Unlock()
-	return k.s.gc.submit(ctx, func() error {
+	err := k.s.gc.submit(ctx, func() error {
 		if _, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref); err != nil {
 			return err
 		}
 		return k.s.eraseBodies(ref)
 	})
+	k.mu.Lock()
+	k.changes++
+	k.mu.Unlock()
+	return err
 }
 
 // qSubjectBodies lists the id and body of the stored messages to subject ref (both arguments). It

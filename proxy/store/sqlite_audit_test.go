@@ -191,3 +191,63 @@ func TestNewSubjectKeyCommitsWithItsFirstWrite(t *testing.T) {
 		t.Errorf("opened %d sealed records, want %d", opened, n)
 	}
 }
+
+// TestEraseVoidsKeyHintsTakenMeanwhile: a facts read for a number whose erasure waits for the
+// writer still finds the key and leaves a hint of it. The Accept that follows the erasure must not
+// seal under that destroyed key: its data must open after a restart, and its message must stay
+// sendable, while what was sealed before the erasure no longer opens.
+func TestEraseVoidsKeyHintsTakenMeanwhile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{})
+	defer func() { s.Close() }()
+	bg := context.Background()
+	const to = "+6591234567"
+	accept := func(id string) {
+		t.Helper()
+		if _, err := s.Accept(bg, Accepted{ID: id, App: "a", To: to, ToMasked: "+65******67", Country: "SG",
+			Category: "transaction", Body: "b", Personal: []byte(`{"to":"` + to + `"}`), Payload: []byte(`{"p":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accept("m1")
+	// hold the writer
+	held, release := make(chan struct{}), make(chan struct{})
+	go func() { _ = s.gc.submit(bg, func() error { close(held); <-release; return nil }) }()
+	<-held
+	erased := make(chan error, 1)
+	go func() { _, err := s.EraseSubject(bg, to, "dpo"); erased <- err }()
+	for len(s.gc.ops) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// an app's request for the same number reads its facts now
+	if _, err := s.RecipientFacts(bg, to); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-erased; err != nil {
+		t.Fatal(err)
+	}
+	accept("m2") // the Accept of that request, after the erasure
+	recs, err := s.AuditRange(bg, AuditQuery{MessageID: "m2"})
+	if err != nil || len(recs) == 0 {
+		t.Fatal(recs, err)
+	}
+	if _, err := s.OpenPersonal(bg, recs[0]); err != nil {
+		t.Errorf("m2 (accepted after the erasure) does not open: %v", err)
+	}
+	r1, _ := s.AuditRange(bg, AuditQuery{MessageID: "m1"})
+	if _, err := s.OpenPersonal(bg, r1[0]); err == nil {
+		t.Errorf("m1 (sealed before the erasure) still opens after EraseSubject returned")
+	}
+	s.Close()
+	s = openTest(t, path, Options{})
+	recs, _ = s.AuditRange(bg, AuditQuery{MessageID: "m2"})
+	if _, err := s.OpenPersonal(bg, recs[0]); err != nil {
+		t.Errorf("after restart, m2 (accepted after the erasure, 201) does not open: %v", err)
+	}
+	items, err := s.PendingOutbox(bg, 10, "")
+	if err != nil || len(items) != 1 {
+		v, _ := s.Get(bg, "a", "m2")
+		t.Errorf("outbox = %v, %v; m2 status %q detail %s: accepted message can never be sent", items, err, v.Status, v.Detail)
+	}
+}
