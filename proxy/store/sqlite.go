@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,7 @@ func (o Options) withDefaults() Options {
 // by a single group-committing writer and read through a pool of read-only connections.
 type SQLite struct {
 	log   *slog.Logger
+	lock  *os.File // the store's exclusive lock (lockFile); nil where there is none
 	wdb   *sql.DB
 	wconn *sql.Conn
 	w     *sqliteWriteStmts
@@ -153,6 +155,9 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	busy := strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)
 	common := "_busy_timeout=" + busy + "&_foreign_keys=1"
 	s := &SQLite{log: opts.Logger}
+	if s.lock, err = lockFile(path); err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -281,6 +286,9 @@ func (s *SQLite) closeDBs() error {
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close()) // releases the flock
 	}
 	return errors.Join(errs...)
 }

@@ -401,3 +401,21 @@ func crashChild(path string) int {
 	wg.Wait()
 	return 0
 }
+
+// TestOpenRefusesASecondProcess: a store file is written by one store at a time. A second open
+// (smsproxy audit erase while the proxy serves) would keep its own audit chain head and fork the
+// chain; it is refused with store_in_use until the first closes.
+func TestOpenRefusesASecondProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	first := openTest(t, path, Options{})
+	if _, err := OpenSQLite(context.Background(), path, Options{Audit: testKeyring}); CodeOf(err) != CodeInUse {
+		t.Fatalf("second open while the first is open: %v, want %s", err, CodeInUse)
+	}
+	if _, err := first.Accept(context.Background(), Accepted{ID: "m1", App: "a"}); err != nil {
+		t.Fatalf("the first store after the refused open: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = openTest(t, path, Options{}).Close()
+}

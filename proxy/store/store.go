@@ -48,6 +48,8 @@ const (
 	CodeSchemaTooNew        = "schema_too_new"
 	CodeMigrationFailed     = "migration_failed"
 	CodeClosed              = "store_closed"
+	// CodeInUse is a store another process holds open.
+	CodeInUse = "store_in_use"
 )
 
 // ErrNotFound is returned when a message, outbox row or provider message id does not exist, or
