@@ -239,21 +239,35 @@ func (s *shard) touch(group uint32, hash uint64) (int64, bool) {
 }
 
 // set stores a key's TAT, as the most recently used key of its group. A new key in a full shard takes
-// the place of the least recently used key of its group that no cell of cs (the reservation being
-// committed) names; when there is none, it is added and trim makes room.
-func (s *shard) set(group uint32, hash uint64, tat int64, cs []cell) {
+// the place of a key of its group that no cell of cs (the reservation being committed) names: one
+// at rest if there is one (its TAT is not after now, so it would start again with a full burst
+// anyway, and forgetting it changes nothing), else the least recently used. When there is none, it
+// is added and trim makes room. Without the preference a stream of short-lived keys pushed out a
+// key still counting down a day-long limit while expired keys stayed.
+func (s *shard) set(group uint32, hash uint64, tat, now int64, cs []cell) {
 	v, _ := s.lru.Peek(group)
 	if i := find(v, hash); i >= 0 {
 		v[i].tat = tat
 		return
 	}
 	if s.n >= s.size {
+		victim := -1
 		for i := range v {
-			if !named(cs, v[i].hash) {
-				copy(v[i:], v[i+1:])
-				v[len(v)-1] = slot{hash, tat}
-				return
+			if named(cs, v[i].hash) {
+				continue
 			}
+			if v[i].tat <= now {
+				victim = i
+				break
+			}
+			if victim < 0 {
+				victim = i
+			}
+		}
+		if victim >= 0 {
+			copy(v[victim:], v[victim+1:])
+			v[len(v)-1] = slot{hash, tat}
+			return
 		}
 	}
 	if len(v) == cap(v) { // grow by a quarter, not append's doubling: groups stay small and dense
@@ -388,7 +402,7 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 	}
 	// Commit: every limit allowed. Then make room if a new key had to be added to a full shard.
 	for i := range cs {
-		l.shards[cs[i].shard].set(cs[i].group, cs[i].hash, cs[i].tat, cs)
+		l.shards[cs[i].shard].set(cs[i].group, cs[i].hash, cs[i].tat, ts, cs)
 	}
 	for i := range cs {
 		l.shards[cs[i].shard].trim(cs[i].shard, cs)

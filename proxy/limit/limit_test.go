@@ -653,3 +653,30 @@ func BenchmarkReserve(b *testing.B) {
 		})
 	}
 }
+
+// TestFullLimiterForgetsKeysAtRestFirst: once the limiter is full, new keys take the places of
+// keys whose limits have run down before those of keys still counting: a burst of short-lived
+// keys must not hand a device that used its three codes of the day a fourth.
+func TestFullLimiterForgetsKeysAtRestFirst(t *testing.T) {
+	l, err := New(1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_767_225_600, 0)
+	device := []Limit{{Key: "otp:device:d1", Rate: 3, Period: 24 * time.Hour}}
+	for i := range 3 {
+		if _, d := l.Reserve(t0, device); d != nil {
+			t.Fatalf("code %d: %v", i+1, d)
+		}
+	}
+	// One and a half times the limiter of short-lived keys, each at rest before the next comes.
+	for i := range 1536 {
+		at := t0.Add(time.Duration(i) * 2 * time.Second)
+		if _, d := l.Reserve(at, []Limit{{Key: fmt.Sprintf("otp:to:+65%08d", i), Rate: 1, Period: time.Second}}); d != nil {
+			t.Fatal(d)
+		}
+	}
+	if _, d := l.Reserve(t0.Add(2*time.Hour), device); d == nil {
+		t.Errorf("a fourth code within the day was allowed: the device's key was forgotten before keys at rest (Len %d)", l.Len())
+	}
+}
