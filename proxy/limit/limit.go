@@ -45,7 +45,11 @@ type Error struct {
 // Error returns the code and the sentence.
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// Limit is a GCRA limit: at most Rate events per Period, with Burst allowed at once.
+// Limit is a GCRA limit: Rate events per Period sustained, one every Period/Rate, and up to Burst at
+// once after a quiet spell. It is not a sliding-window cap: right after a full burst the allowance
+// keeps refilling, so any window of one Period may hold up to Burst + Rate - 1 events (5 for 3 a
+// day with the default Burst). A cap that must hold in every window needs Burst and Rate chosen so
+// that their sum less one is the cap.
 type Limit struct {
 	// Key identifies the counter, e.g. "otp:device:abc". Limits with the same Key share one counter.
 	Key string
