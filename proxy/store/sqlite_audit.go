@@ -235,7 +235,7 @@ func (s *SQLite) chainLegacy(ctx context.Context, t *trail) (audit.Head, error) 
 				_, _ = s.wconn.ExecContext(ctx, "ROLLBACK")
 				return head, err
 			}
-			r.e.At, r.e.MessageID, r.e.Data = fromNanos(at), r.id.String, []byte(r.data)
+			r.e.At, r.e.MessageID, r.e.Data = time.Unix(0, at), r.id.String, []byte(r.data)
 			page = append(page, r)
 		}
 		rows.Close()
@@ -436,21 +436,38 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 }
 
 // Delete destroys ref's key and, in the same transaction, masks the body of every stored message
-// to the subject (eraseBodies): it is the subject's erasure.
+// to the subject (eraseBodies): it is the subject's erasure. When ctx carries an erasure request
+// (EraseSubject's, see withErasure), the same transaction also appends its "subject.erased" event,
+// so that the key's destruction, the masking and the event commit together or not at all.
 //
 // Hints taken before the DELETE commits are void: changes moves on both before it is queued and
 // after it has committed, so a facts read that found the key while the DELETE waited for the
 // writer cannot hand the erased key back to the sealer.
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
+	req, _ := ctx.Value(erasureKey{}).(*erasure)
 	k.mu.Lock()
 	delete(k.pending, ref)
 	k.changes++
 	k.mu.Unlock()
 	err := k.s.gc.submit(ctx, func() error {
-		if _, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref); err != nil {
+		r, err := k.s.wconn.ExecContext(bg, `DELETE FROM subject_keys WHERE ref = ?`, ref)
+		if err != nil {
 			return err
 		}
-		return k.s.eraseBodies(ref)
+		if err := k.s.eraseBodies(ref); err != nil {
+			return err
+		}
+		if req == nil {
+			return nil
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		req.existed = n > 0
+		req.seq, err = k.s.appendEvent(auditRow{at: req.at.UnixNano(), kind: AuditSubjectErased, ref: ref,
+			data: mustJSON(subjectErasedData{RequestedBy: req.by, Existed: req.existed})})
+		return err
 	})
 	k.mu.Lock()
 	k.changes++
@@ -565,7 +582,8 @@ func scanRecord(rows *sql.Rows, rec *AuditRecord, extra ...any) error {
 	if err := rows.Scan(dst...); err != nil {
 		return err
 	}
-	rec.At, rec.MessageID, rec.Data = fromNanos(at), id.String, []byte(data)
+	// time.Unix, not fromNanos: an event at the Unix epoch (at 0) was hashed as such (trail.link).
+	rec.At, rec.MessageID, rec.Data = time.Unix(0, at), id.String, []byte(data)
 	return nil
 }
 
@@ -873,10 +891,27 @@ type subjectErasedData struct {
 	Existed     bool   `json:"existed"`
 }
 
+// erasure is EraseSubject's request to the subject key store's Delete, which Sealer.Erase calls
+// under the sealer's lock of the subject: Delete appends the "subject.erased" event in the
+// transaction that destroys the key and fills in its outcome.
+type erasure struct {
+	by      string
+	at      time.Time
+	existed bool  // set by Delete: a stored key was destroyed
+	seq     int64 // set by Delete: the event's seq
+}
+
+type erasureKey struct{}
+
+// withErasure returns ctx carrying req to the subject key store's Delete.
+func withErasure(ctx context.Context, req *erasure) context.Context {
+	return context.WithValue(ctx, erasureKey{}, req)
+}
+
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
-// records, outbox payloads) can no longer be opened, masks the body of its stored messages in the
-// same transaction, and appends a "subject.erased" event naming requestedBy and the subject's
-// lookup hash. Opt-outs keep blocking: they hold only the hash.
+// records, outbox payloads) can no longer be opened, and in the same transaction masks the body of
+// its stored messages and appends a "subject.erased" event naming requestedBy and the subject's
+// lookup hash: all three commit, or none. Opt-outs keep blocking: they hold only the hash.
 func (s *SQLite) EraseSubject(ctx context.Context, e164, requestedBy string) (EraseResult, error) {
 	if s.closed.Load() {
 		return EraseResult{}, ErrClosed
@@ -887,34 +922,14 @@ func (s *SQLite) EraseSubject(ctx context.Context, e164, requestedBy string) (Er
 	if requestedBy == "" || len(requestedBy) > 256 {
 		return EraseResult{}, invalid("erasure needs who requested it, at most 256 characters")
 	}
-	return eraseSubject(ctx, s.trail.kr, s.trail.sealer, s.trail.keys, e164, requestedBy,
-		func(ref, data string) (int64, error) {
-			var seq int64
-			err := s.gc.submit(ctx, func() error {
-				var err error
-				seq, err = s.appendEvent(auditRow{at: time.Now().UnixNano(), kind: AuditSubjectErased, ref: ref, data: data})
-				return err
-			})
-			return seq, err
-		})
-}
-
-func eraseSubject(ctx context.Context, kr *audit.Keyring, sealer *audit.Sealer, keys audit.SubjectKeys, e164, by string,
-	appendErased func(ref, data string) (int64, error)) (EraseResult, error) {
-	ref := kr.LookupHash(e164)
-	_, _, err := keys.Get(ctx, ref)
-	existed := err == nil
-	if err != nil && !errors.Is(err, audit.ErrNoSubjectKey) {
+	ref := s.trail.kr.LookupHash(e164)
+	req := &erasure{by: requestedBy, at: time.Now()}
+	// Sealer.Erase takes the subject's lock, calls sqliteSubjectKeys.Delete (the whole erasure, in one
+	// writer transaction) and, once it has committed, drops the key from the sealer's cache.
+	if err := s.trail.sealer.Erase(withErasure(ctx, req), ref); err != nil {
 		return EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
-	if err := sealer.Erase(ctx, ref); err != nil {
-		return EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
-	}
-	seq, err := appendErased(ref, mustJSON(subjectErasedData{RequestedBy: by, Existed: existed}))
-	if err != nil {
-		return EraseResult{}, fmt.Errorf("store: erase subject: the key is destroyed but the event was not recorded: %w", err)
-	}
-	return EraseResult{Seq: seq, Existed: existed}, nil
+	return EraseResult{Seq: req.seq, Existed: req.existed}, nil
 }
 
 func validE164(n string) bool {

@@ -251,3 +251,49 @@ func TestEraseVoidsKeyHintsTakenMeanwhile(t *testing.T) {
 		t.Errorf("outbox = %v, %v; m2 status %q detail %s: accepted message can never be sent", items, err, v.Status, v.Detail)
 	}
 }
+
+// TestEraseFailsWhole makes the insert of the "subject.erased" event fail (a trigger): the erasure
+// must then fail whole, leaving the key, the body and the trail as they were.
+func TestEraseFailsWhole(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db")
+	s := openTest(t, path, Options{})
+	defer s.Close()
+	const to = "+6591234567"
+	if _, err := s.Accept(ctx, Accepted{ID: "m1", App: "a", To: to, ToMasked: "+65******67", Category: "otp", Body: "code 1234",
+		Personal: []byte(`{}`), Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.ExecContext(ctx, `CREATE TRIGGER fail_erased BEFORE INSERT ON audit_events WHEN NEW.kind = 'subject.erased'
+ BEGIN SELECT RAISE(ABORT, 'injected fault'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EraseSubject(ctx, to, "dpo ticket 1"); err == nil {
+		t.Fatal("EraseSubject succeeded though its event could not be written")
+	}
+	var keys int
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM subject_keys`).Scan(&keys); err != nil || keys != 1 {
+		t.Fatalf("subject keys after a failed erasure = %d, %v; want the key kept", keys, err)
+	}
+	if v, err := s.Get(ctx, "a", "m1"); err != nil || v.Body != "code 1234" {
+		t.Fatalf("m1 after a failed erasure = %q, %v; want its body unchanged", v.Body, err)
+	}
+	if rep, err := s.VerifyAudit(ctx, nil); err != nil || !rep.OK() {
+		t.Fatalf("verify after a failed erasure = %+v, %v", rep.Problem, err)
+	}
+	if _, err := raw.ExecContext(ctx, `DROP TRIGGER fail_erased`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.EraseSubject(ctx, to, "dpo ticket 1")
+	if err != nil || !res.Existed {
+		t.Fatalf("EraseSubject = %+v, %v; want the key destroyed", res, err)
+	}
+	if rep, err := s.VerifyAudit(ctx, nil); err != nil || !rep.OK() || rep.LastSeq != res.Seq {
+		t.Fatalf("verify = %+v, %v; want the erasure event last", rep, err)
+	}
+}

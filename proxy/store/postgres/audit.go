@@ -60,7 +60,8 @@ func scanRecord(rows pgx.Rows, rec *store.AuditRecord, extra ...any) error {
 	if err := rows.Scan(dst...); err != nil {
 		return err
 	}
-	rec.At, rec.Data = fromNanos(at), []byte(data)
+	// time.Unix, not fromNanos: an event at the Unix epoch (at 0) was hashed as such (trail.link).
+	rec.At, rec.Data = time.Unix(0, at), []byte(data)
 	return nil
 }
 
@@ -399,11 +400,28 @@ type subjectErasedData struct {
 	Existed     bool   `json:"existed"`
 }
 
+// erasure is EraseSubject's request to the subject key store's Delete, which Sealer.Erase calls
+// under the sealer's lock of the subject: Delete appends the "subject.erased" event in the
+// transaction that destroys the key and fills in its outcome.
+type erasure struct {
+	by      string
+	at      time.Time
+	existed bool  // set by Delete: a stored key was destroyed
+	seq     int64 // set by Delete: the event's seq
+}
+
+type erasureKey struct{}
+
+// withErasure returns ctx carrying req to the subject key store's Delete.
+func withErasure(ctx context.Context, req *erasure) context.Context {
+	return context.WithValue(ctx, erasureKey{}, req)
+}
+
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
-// records, outbox payloads) can no longer be opened, masks the body of its stored messages in the
-// same transaction, and appends a "subject.erased" event naming requestedBy and the subject's
-// lookup hash. Opt-outs keep blocking: they hold only the hash. Other replicas stop opening the
-// subject's fields when the key leaves their sealer's cache.
+// records, outbox payloads) can no longer be opened, and in the same transaction masks the body of
+// its stored messages and appends a "subject.erased" event naming requestedBy and the subject's
+// lookup hash: all three commit, or none. Opt-outs keep blocking: they hold only the hash. Other
+// replicas stop opening the subject's fields when the key leaves their sealer's cache.
 func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (store.EraseResult, error) {
 	if p.closed.Load() {
 		return store.EraseResult{}, store.ErrClosed
@@ -418,32 +436,13 @@ func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (
 		return store.EraseResult{}, err
 	}
 	ref := p.tr.kr.LookupHash(e164)
-	var existed bool
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM subject_keys WHERE ref = $1`, ref)
-		if err != nil {
-			return err
-		}
-		existed = tag.RowsAffected() > 0
-		return eraseBodies(ctx, tx, ref)
-	})
-	if err != nil {
+	req := &erasure{by: requestedBy, at: time.Now()}
+	// Sealer.Erase takes the subject's lock, calls pgSubjectKeys.Delete (the whole erasure, in one
+	// transaction) and, once it has committed, drops the key from this replica's sealer cache.
+	if err := p.tr.sealer.Erase(withErasure(ctx, req), ref); err != nil {
 		return store.EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
-	// The key is gone; Erase drops it from this replica's sealer cache (its delete finds nothing).
-	if err := p.tr.sealer.Erase(ctx, ref); err != nil {
-		return store.EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
-	}
-	data := mustJSON(subjectErasedData{RequestedBy: requestedBy, Existed: existed})
-	at := time.Now().UnixNano()
-	req := &sealReq{}
-	err = p.w.submitOp(ctx, &writeOp{seal: req, queue: func(b *pgx.Batch) {
-		b.Queue(qInsPending, at, store.AuditSubjectErased, nil, "", data, ref, req.tag)
-	}, read: execOne})
-	if err != nil {
-		return store.EraseResult{}, fmt.Errorf("store: erase subject: the key is destroyed but the event was not recorded: %w", err)
-	}
-	return store.EraseResult{Seq: req.seq, Existed: existed}, nil
+	return store.EraseResult{Seq: req.seq, Existed: req.existed}, nil
 }
 
 // qSubjectBodies lists the id and body of the stored messages to subject $1, locked in id order. It

@@ -257,3 +257,52 @@ func TestNoPlainPersonalDataStored(t *testing.T) {
 		}
 	}
 }
+
+// TestEraseFailsWhole makes the insert of the "subject.erased" event fail (a trigger): the erasure
+// must then fail whole, leaving the key, the body and the trail as they were.
+func TestEraseFailsWhole(t *testing.T) {
+	dsn := freshSchema(t)
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const to = "+6591234567"
+	if _, err := s.Accept(ctx, store.Accepted{ID: "m1", App: "a", To: to, ToMasked: "+65******67", Category: "otp", Body: "code 1234",
+		Personal: []byte(`{}`), Payload: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE FUNCTION fail_erased() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.kind = 'subject.erased' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END $$`,
+		`CREATE TRIGGER fail_erased BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_erased()`,
+	} {
+		if err := execSQL(ctx, dsn, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EraseSubject(ctx, to, "dpo ticket 1"); err == nil {
+		t.Fatal("EraseSubject succeeded though its event could not be written")
+	}
+	var keys int
+	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM subject_keys`).Scan(&keys); err != nil || keys != 1 {
+		t.Fatalf("subject keys after a failed erasure = %d, %v; want the key kept", keys, err)
+	}
+	if v, err := s.Get(ctx, "a", "m1"); err != nil || v.Body != "code 1234" {
+		t.Fatalf("m1 after a failed erasure = %q, %v; want its body unchanged", v.Body, err)
+	}
+	if rep, err := s.VerifyAudit(ctx, nil); err != nil || !rep.OK() {
+		t.Fatalf("verify after a failed erasure = %+v, %v", rep.Problem, err)
+	}
+	if err := execSQL(ctx, dsn, `DROP TRIGGER fail_erased ON audit_events`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.EraseSubject(ctx, to, "dpo ticket 1")
+	if err != nil || !res.Existed {
+		t.Fatalf("EraseSubject = %+v, %v; want the key destroyed", res, err)
+	}
+	if rep, err := s.VerifyAudit(ctx, nil); err != nil || !rep.OK() || rep.LastSeq != res.Seq {
+		t.Fatalf("verify = %+v, %v; want the erasure event last", rep, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
 	"github.com/smsproxy/smsproxy/proxy/sms"
+	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
 const (
@@ -89,7 +90,7 @@ func (t *trail) link(head audit.Head, pending []pendingEvent, tags map[int64]*se
 	for i := range pending {
 		p := &pending[i]
 		e := p.e
-		e.At = fromNanos(p.at)
+		e.At = time.Unix(0, p.at) // not fromNanos: an event at the Unix epoch (at 0) is one
 		e.Seq = chain.Next()
 		if r := tags[p.tag]; p.tag != 0 && r != nil {
 			r.seq = e.Seq
@@ -106,6 +107,35 @@ func (t *trail) link(head audit.Head, pending []pendingEvent, tags map[int64]*se
 	}
 	l.head = chain.Head()
 	return l, nil
+}
+
+// linkPendingTx links the pending events of tx after the chain head, which it locks, moves them
+// into the trail and advances the head, as the writer does for a batch (send), and returns the new
+// head. The caller commits tx.
+func (t *trail) linkPendingTx(ctx context.Context, tx pgx.Tx, tags map[int64]*sealReq) (audit.Head, error) {
+	b := &pgx.Batch{}
+	b.Queue(qLockHead)
+	b.Queue(qPendingEvents)
+	br := tx.SendBatch(ctx, b)
+	head, pending, err := readPending(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || len(pending) == 0 {
+		return head, err
+	}
+	l, err := t.link(head, pending, tags)
+	if err != nil {
+		return head, err
+	}
+	b = &pgx.Batch{}
+	b.Queue(qMovePending, l.ids, l.seqs, l.sealed, l.refs, l.prev, l.hash)
+	b.Queue(`DELETE FROM audit_pending`)
+	b.Queue(`UPDATE chain_head SET seq = $1, hash = $2`, l.head.Seq, l.head.Hash)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return head, err
+	}
+	return l.head, nil
 }
 
 // trail is the store's side of the audit trail: the keyring, the sealer and the background
@@ -145,12 +175,10 @@ func (t *trail) committedUpTo(seq int64) {
 func (t *trail) moved() bool { return t.committed.Load() > t.cpSeq.Load() }
 
 // pgSubjectKeys is the subject_keys table.
-type pgSubjectKeys struct{ pool *pgxpool.Pool }
-
-var (
-	_ audit.SubjectKeys        = (*pgSubjectKeys)(nil)
-	_ audit.SubjectKeyReplacer = (*pgSubjectKeys)(nil)
-)
+type pgSubjectKeys struct {
+	pool *pgxpool.Pool
+	tr   *trail
+}
 
 func (k *pgSubjectKeys) Get(ctx context.Context, ref string) ([]byte, string, error) {
 	var wrapped []byte
@@ -173,9 +201,44 @@ func (k *pgSubjectKeys) Put(ctx context.Context, ref string, wrapped []byte, key
 	return err
 }
 
+// Delete destroys ref's key. When ctx carries an erasure request (EraseSubject's, see
+// withErasure), it is the subject's erasure: the DELETE, the masking of the subject's message bodies
+// and the "subject.erased" event run in one transaction (erase), which commits all three or none.
 func (k *pgSubjectKeys) Delete(ctx context.Context, ref string) error {
+	if req, ok := ctx.Value(erasureKey{}).(*erasure); ok {
+		return k.erase(ctx, ref, req)
+	}
 	_, err := k.pool.Exec(ctx, `DELETE FROM subject_keys WHERE ref = $1`, ref)
 	return err
+}
+
+// erase destroys ref's key, masks the subject's message bodies and appends req's event, linked
+// after the chain head, in one transaction. It locks the head last, as the writer's batches do.
+func (k *pgSubjectKeys) erase(ctx context.Context, ref string, req *erasure) error {
+	var head audit.Head
+	err := pgx.BeginFunc(ctx, k.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM subject_keys WHERE ref = $1`, ref)
+		if err != nil {
+			return err
+		}
+		req.existed = tag.RowsAffected() > 0
+		if err := eraseBodies(ctx, tx, ref); err != nil {
+			return err
+		}
+		data := mustJSON(subjectErasedData{RequestedBy: req.by, Existed: req.existed})
+		seal := &sealReq{tag: 1}
+		if _, err := tx.Exec(ctx, qInsPending, req.at.UnixNano(), store.AuditSubjectErased, nil, "", data, ref, seal.tag); err != nil {
+			return err
+		}
+		head, err = k.tr.linkPendingTx(ctx, tx, map[int64]*sealReq{seal.tag: seal})
+		req.seq = seal.seq
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	k.tr.committedUpTo(head.Seq)
+	return nil
 }
 
 func (k *pgSubjectKeys) Replace(ctx context.Context, ref string, wrapped []byte, keyID string) error {
@@ -201,7 +264,7 @@ func openTrail(ctx context.Context, pool *pgxpool.Pool, opts Options) (*trail, e
 		opts.Logger.Warn("store: no audit keyring configured; using an ephemeral one, so sealed data and checkpoints of this run cannot be read or verified after a restart, nor by other replicas")
 	}
 	t := &trail{kr: kr, region: kr.Region(), every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval}
-	sealer, err := audit.NewSealer(kr, &pgSubjectKeys{pool: pool}, audit.SealerOptions{})
+	sealer, err := audit.NewSealer(kr, &pgSubjectKeys{pool: pool, tr: t}, audit.SealerOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("store: audit sealer: %w", err)
 	}
@@ -250,7 +313,7 @@ func chainLegacy(ctx context.Context, tx pgx.Tx, t *trail) error {
 				rows.Close()
 				return err
 			}
-			p.e.Data, p.e.At = []byte(data), fromNanos(p.at)
+			p.e.Data, p.e.At = []byte(data), time.Unix(0, p.at)
 			page = append(page, p)
 		}
 		rows.Close()

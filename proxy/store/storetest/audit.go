@@ -43,6 +43,8 @@ func RunAudit(t *testing.T, newDB AuditFactory) {
 		{"PurgeKeepsVerification", testPurge},
 		{"ErasureShredsPersonalData", testErasure},
 		{"ErasureMasksMessageBodies", testErasureMasksBodies},
+		{"ErasureAndItsEventAreOneUnit", testErasureOneUnit},
+		{"EventAtUnixEpochVerifies", testEventAtEpoch},
 		{"AuditRangeByRecipient", testRangeByRecipient},
 		{"OutboxPayloadSealedAndOpened", testOutboxSealed},
 	}
@@ -450,4 +452,103 @@ func testOutboxSealed(t *testing.T, h *auditHarness) {
 	if v.ToHash != h.db.Keys.LookupHash(numA) {
 		t.Fatalf("ToHash = %q, want the keyring's lookup hash", v.ToHash)
 	}
+}
+
+// keyGoneCtx is a request context that ends at the first look at it after the subject key of
+// message id is seen destroyed (its record's KeyID empty, read outside the store's caches): a
+// request timeout at the worst moment for an erasure that takes more than one transaction.
+type keyGoneCtx struct {
+	context.Context
+	cancel context.CancelFunc
+	h      *auditHarness
+	id     string
+}
+
+func (c *keyGoneCtx) Err() error {
+	if c.Context.Err() == nil {
+		recs, err := c.h.trail().AuditRange(context.Background(), store.AuditQuery{MessageID: c.id})
+		if err == nil && len(recs) > 0 && recs[0].KeyID == "" {
+			c.cancel()
+		}
+	}
+	return c.Context.Err()
+}
+
+// erasureState reports whether the subject key of message id is destroyed and how many
+// "subject.erased" events the trail holds.
+func (h *auditHarness) erasureState(id string) (destroyed bool, events int) {
+	h.t.Helper()
+	recs, err := h.trail().AuditRange(bg, store.AuditQuery{MessageID: id})
+	if err != nil || len(recs) == 0 {
+		h.t.Fatalf("AuditRange(%s) = %v, %v", id, recs, err)
+	}
+	for _, e := range h.audit() {
+		if e.Kind == store.AuditSubjectErased {
+			events++
+		}
+	}
+	return recs[0].KeyID == "", events
+}
+
+// testErasureOneUnit checks that the destruction of a subject key, the masking of the subject's
+// bodies and the "subject.erased" event commit together: a request context that ends as soon as the
+// key is gone must not leave the key destroyed without its event.
+func testErasureOneUnit(t *testing.T, h *auditHarness) {
+	h.accept(sealedMsg("pay", "u1", numA))
+	body := h.get("pay", "u1").Body
+	// A context ended before the erasure: nothing happens.
+	done, cancel := context.WithCancel(bg)
+	cancel()
+	if _, err := h.trail().EraseSubject(done, numA, "dpo ticket 1"); err == nil {
+		t.Fatal("EraseSubject with an ended context succeeded")
+	}
+	if destroyed, events := h.erasureState("u1"); destroyed || events != 0 || h.get("pay", "u1").Body != body {
+		t.Fatalf("after a refused erasure: key destroyed %v, %d subject.erased events, body %q; want none of it", destroyed, events, h.get("pay", "u1").Body)
+	}
+	// A context that ends the moment the key is seen destroyed.
+	inner, cancel := context.WithCancel(bg)
+	defer cancel()
+	ctx := &keyGoneCtx{Context: inner, cancel: cancel, h: h, id: "u1"}
+	res, err := h.trail().EraseSubject(ctx, numA, "dpo ticket 2")
+	destroyed, events := h.erasureState("u1")
+	masked := h.get("pay", "u1").Body != body
+	if err != nil {
+		if destroyed || events != 0 || masked {
+			t.Fatalf("EraseSubject failed (%v) yet key destroyed %v, %d subject.erased events, body masked %v; want none of it",
+				err, destroyed, events, masked)
+		}
+		t.Fatalf("EraseSubject = %v; the context ended only once the key was gone", err)
+	}
+	if !res.Existed || !destroyed || events != 1 || !masked {
+		t.Fatalf("EraseSubject = %+v; key destroyed %v, %d subject.erased events, body masked %v; want all of it", res, destroyed, events, masked)
+	}
+	if rep := h.wantVerified(); rep.LastSeq != res.Seq {
+		t.Fatalf("report = %+v, want the erasure event last (seq %d)", rep, res.Seq)
+	}
+	// Erasing again is harmless and recorded.
+	again, err := h.trail().EraseSubject(bg, numA, "dpo ticket 3")
+	if err != nil || again.Existed || again.Seq <= res.Seq {
+		t.Fatalf("second EraseSubject = %+v, %v; want a new event and Existed false", again, err)
+	}
+	h.wantVerified()
+}
+
+// testEventAtEpoch checks that an event at exactly the Unix epoch reads back at that instant and
+// verifies: a stored time of 0 is not "no time".
+func testEventAtEpoch(t *testing.T, h *auditHarness) {
+	epoch := time.Unix(0, 0)
+	if err := h.trail().AppendEvent(bg, store.AuditAppend{Kind: store.AuditPolicyChanged, At: epoch, Data: []byte(`{"rev":"r0"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	h.accept(sealedMsg("pay", "after", numA))
+	recs, err := h.trail().AuditRange(bg, store.AuditQuery{})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("AuditRange = %d records, %v; want 2, the first at the Unix epoch", len(recs), err)
+	}
+	if !recs[0].At.Equal(epoch) {
+		t.Fatalf("the first event reads back at %v, want the Unix epoch", recs[0].At)
+	}
+	h.wantVerified()
+	h.reopen()
+	h.wantVerified()
 }
