@@ -24,6 +24,13 @@ class := {
 	"templates_required": templates_required,
 	"prefix_len": prefix_len,
 	"region_limits": object.get(data.region, "limits", {}),
-	"card_numbers": object.get(data.region, ["content", "card_numbers"], ""),
-	"ibans": object.get(data.region, ["content", "ibans"], ""),
+	"card_numbers": content_action("card_numbers"),
+	"ibans": content_action("ibans"),
 }
+
+# content_action is what a body holding a card number or an IBAN gets: "mask" only when the region data
+# says so, "refuse" otherwise. The default fails safe: region data that gives no action (the key or the
+# whole content section missing, or empty) refuses such a body rather than letting it through unmasked.
+content_action(kind) := "mask" if {
+	object.get(data.region, ["content", kind], "") == "mask"
+} else := "refuse"

@@ -233,6 +233,22 @@ test_content_actions_follow_data if {
 	{"field": "body", "style": "full"} in e.masks
 }
 
+# Region data that gives no action for card numbers or IBANs fails safe: such a body is refused.
+test_content_actions_default_to_refuse if {
+	card := fixtures.input_with({"category": "transaction", "body": "Card 4111 1111 1111 1111 charged"})
+	iban := fixtures.input_with({"category": "transaction", "body": "Pay DE89 3704 0044 0532 0130 00 today"})
+	no_content := object.remove(fixtures.region, ["content"])
+	d1 := decide_in_region(card) with data.region as no_content
+	fixtures.codes(d1.reasons) == {"content_card_number"}
+	d2 := decide_in_region(iban) with data.region as no_content
+	fixtures.codes(d2.reasons) == {"content_account_number"}
+	empty := object.union(fixtures.region, {"content": {"card_numbers": "", "ibans": ""}})
+	d3 := decide_in_region(card) with data.region as empty
+	fixtures.codes(d3.reasons) == {"content_card_number"}
+	d4 := decide_in_region(iban) with data.region as empty
+	fixtures.codes(d4.reasons) == {"content_account_number"}
+}
+
 test_message_without_body_is_checked_as_empty if {
 	d := decide(fixtures.input_without(["body"]))
 	fixtures.codes(d.reasons) == {"template_not_registered"}

@@ -109,6 +109,9 @@ func New(ctx context.Context, o Options) (_ *Proxy, err error) {
 		return nil, err
 	}
 	prepared, err := policy.Compile(ctx, bundle)
+	if err == nil {
+		err = prepared.Tested() // a bundle that decides must carry passing tests
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +322,11 @@ func Check(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if _, err = policy.Compile(ctx, bundle); err != nil || cfg.ShadowPoliciesDir == "" {
+	prepared, err := policy.Compile(ctx, bundle)
+	if err == nil {
+		err = prepared.Tested()
+	}
+	if err != nil || cfg.ShadowPoliciesDir == "" {
 		return err
 	}
 	if bundle, err = loadShadowBundle(&cfg, rt.region); err == nil {

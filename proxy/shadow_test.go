@@ -29,6 +29,10 @@ reasons := [r |
 ]
 
 decision := {"allow": count(reasons) == 0, "reasons": reasons, "limits": [], "route": {"providers": []}, "masks": [], "obligations": []}
+
+test_a_served_country_is_allowed if {
+	decision.allow with input as {"message": {"country": "ZZ"}}
+}
 `
 }
 
@@ -193,5 +197,20 @@ func TestCheckCompilesTheShadowBundle(t *testing.T) {
 	}
 	if err := Check(context.Background(), cfg); err != nil {
 		t.Fatalf("Check with a good candidate = %v", err)
+	}
+}
+
+// TestCheckRefusesAnUntestedLiveBundle: the bundle that decides must carry at least one passing
+// Rego test, at start-up and in config check as on reload.
+func TestCheckRefusesAnUntestedLiveBundle(t *testing.T) {
+	live := t.TempDir()
+	src := strings.Replace(decisionRego(), "test_a_served_country_is_allowed", "todo_test_a_served_country_is_allowed", 1)
+	if err := os.WriteFile(filepath.Join(live, "decision.rego"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.PoliciesDir = live
+	if err := Check(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), policy.CodeNoTests) {
+		t.Fatalf("Check with a bundle without tests = %v, want %s", err, policy.CodeNoTests)
 	}
 }

@@ -118,7 +118,7 @@ func TestRegionErrorsNameFileAndKey(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			fsys := fstest.MapFS{"x/region.yaml": {Data: []byte(c.region)}}
+			fsys := fstest.MapFS{"x/region.yaml": {Data: []byte(complete(c.region))}}
 			if c.templates != "" {
 				fsys["x/templates.yaml"] = &fstest.MapFile{Data: []byte(c.templates)}
 			}

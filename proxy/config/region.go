@@ -335,6 +335,7 @@ func LoadRegion(fsys fs.FS, name string) (*Region, error) {
 	for _, t := range tf.Templates {
 		templateIDs[t.ID] = true
 	}
+	checkRequired(&rf, regionPath, add)
 	checkCompliance(&rf, regionPath, templateIDs, add)
 	if len(errs) == 0 {
 		if _, err := sms.NewTemplates(reg.Templates, reg.DefaultLocale); err != nil {
@@ -501,6 +502,41 @@ func checkCountryKey(k string, v any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// requiredSections are the sections every region declares, with what each holds. A region file that
+// lacks one is refused rather than read as "no rules": a file cut short at a line boundary still parses,
+// and without its content or masking sections the policies would let card numbers through unmasked.
+var requiredSections = []struct {
+	key, holds string
+	present    func(rf *regionFile) bool
+}{
+	{"limits", "its rate limits", func(rf *regionFile) bool { return rf.Limits != nil }},
+	{"senders", "its registered senders ({} for none)", func(rf *regionFile) bool { return rf.Senders != nil }},
+	{"generic_sender_ids", "the sender IDs it refuses as generic", func(rf *regionFile) bool { return rf.GenericSenderIDs != nil }},
+	{"opt_out", "its opt-out confirmations and exceptions", func(rf *regionFile) bool { return rf.OptOut != nil }},
+	{"content", "its content rules (card numbers, IBANs, phrase lists)", func(rf *regionFile) bool { return rf.Content != nil }},
+	{"masking", "how records and logs mask fields and bodies", func(rf *regionFile) bool { return rf.Masking != nil }},
+	{"residency", "the destinations other regions serve ({} for none)", func(rf *regionFile) bool { return rf.Residency != nil }},
+	{"retention", "how long records are kept", func(rf *regionFile) bool { return rf.Retention != nil }},
+}
+
+// checkRequired refuses a region file that lacks a section every region declares, or a content
+// section that does not say what a card number or an IBAN in a body gets.
+func checkRequired(rf *regionFile, file string, add func(file, key, format string, args ...any)) {
+	for _, s := range requiredSections {
+		if !s.present(rf) {
+			add(file, s.key, "missing: every region declares %s", s.holds)
+		}
+	}
+	if c := rf.Content; c != nil {
+		if c.CardNumbers == "" {
+			add(file, "content.card_numbers", `missing: say "refuse" or "mask" for a body holding a payment card number`)
+		}
+		if c.IBANs == "" {
+			add(file, "content.ibans", `missing: say "refuse" or "mask" for a body holding an IBAN`)
+		}
+	}
 }
 
 // checkCompliance validates the compliance pack's region data: every reference resolves, every

@@ -99,7 +99,7 @@ func TestComplianceKeysErrorsNameFileAndKey(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			fsys := fstest.MapFS{
-				"x/region.yaml":    {Data: []byte(c.region)},
+				"x/region.yaml":    {Data: []byte(complete(c.region))},
 				"x/templates.yaml": {Data: []byte(tpl)},
 			}
 			_, err := LoadRegion(fsys, "x")
@@ -109,7 +109,7 @@ func TestComplianceKeysErrorsNameFileAndKey(t *testing.T) {
 		})
 	}
 	// The base itself is valid, so each case above fails for its own mistake only.
-	fsys := fstest.MapFS{"x/region.yaml": {Data: []byte(base)}, "x/templates.yaml": {Data: []byte(tpl)}}
+	fsys := fstest.MapFS{"x/region.yaml": {Data: []byte(complete(base))}, "x/templates.yaml": {Data: []byte(tpl)}}
 	if _, err := LoadRegion(fsys, "x"); err != nil {
 		t.Fatalf("base region: %v", err)
 	}
@@ -118,7 +118,7 @@ func TestComplianceKeysErrorsNameFileAndKey(t *testing.T) {
 func TestRegionRetention(t *testing.T) {
 	base := "region: x\nproviders:\n  sim: {plugin: simulator}\ncountries:\n  SG: {providers: [sim]}\n"
 	good := base + "retention:\n  default: 400d\n  per_category: {otp: 365d, transaction: 2555d}\n"
-	r, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(good)}}, "x")
+	r, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(complete(good))}}, "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +134,104 @@ func TestRegionRetention(t *testing.T) {
 		{"retention:\n  keep: 400d\n", `unknown key keep`},
 	}
 	for _, c := range cases {
-		_, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(base + c.yaml)}}, "x")
+		_, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(complete(base + c.yaml))}}, "x")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+// sectionDefaults are minimal values of the sections every region declares (requiredSections).
+var sectionDefaults = []struct{ key, yaml string }{
+	{"limits", "limits:\n  app: {rate: 1, period: 1s}\n"},
+	{"senders", "senders: {}\n"},
+	{"generic_sender_ids", "generic_sender_ids: []\n"},
+	{"opt_out", "opt_out: {}\n"},
+	{"content", "content: {card_numbers: refuse, ibans: mask}\n"},
+	{"masking", "masking: {}\n"},
+	{"residency", "residency: {}\n"},
+	{"retention", "retention: {default: 400d}\n"},
+}
+
+// complete appends to a test region file each required section it does not declare, so that a test
+// region fails for its own mistake only.
+func complete(region string) string {
+	for _, s := range sectionDefaults {
+		if !strings.Contains("\n"+region, "\n"+s.key+":") {
+			region += s.yaml
+		}
+	}
+	return region
+}
+
+// TestRegionRequiresEverySection leaves out one required section at a time, and the card-number and
+// IBAN actions, and expects an error naming the missing key.
+func TestRegionRequiresEverySection(t *testing.T) {
+	const base = "region: x\nproviders:\n  sim: {plugin: simulator}\ncountries:\n  SG: {providers: [sim]}\n"
+	if _, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(complete(base))}}, "x"); err != nil {
+		t.Fatalf("complete region: %v", err)
+	}
+	if len(sectionDefaults) != len(requiredSections) {
+		t.Fatalf("%d section defaults for %d required sections", len(sectionDefaults), len(requiredSections))
+	}
+	for _, left := range sectionDefaults {
+		t.Run(left.key, func(t *testing.T) {
+			region := base
+			for _, s := range sectionDefaults {
+				if s.key != left.key {
+					region += s.yaml
+				}
+			}
+			_, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(region)}}, "x")
+			want := "x/region.yaml: " + left.key + ": missing"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v, want an error containing %q", err, want)
+			}
+		})
+	}
+	for _, c := range []struct{ content, want string }{
+		{"content: {ibans: mask}\n", "x/region.yaml: content.card_numbers: missing"},
+		{"content: {card_numbers: mask}\n", "x/region.yaml: content.ibans: missing"},
+		{"content:\n  lists: {}\n", "x/region.yaml: content.card_numbers: missing"},
+	} {
+		_, err := LoadRegion(fstest.MapFS{"x/region.yaml": {Data: []byte(complete(base + c.content))}}, "x")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want an error containing %q", c.content, err, c.want)
+		}
+	}
+}
+
+// TestTruncatedRegionIsRefused cuts every embedded region.yaml at the start of each of its top-level
+// keys after the first (a file cut short at a line boundary still parses) and expects it refused.
+func TestTruncatedRegionIsRefused(t *testing.T) {
+	for _, name := range []string{"dev", "sg", "us", "eu"} {
+		full, err := fs.ReadFile(regions.FS, name+"/region.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpl, err := fs.ReadFile(regions.FS, name+"/templates.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.SplitAfter(string(full), "\n")
+		cut := 0
+		for i, line := range lines {
+			if i == 0 || line == "" || line[0] == ' ' || line[0] == '#' || line[0] == '\n' || !strings.Contains(line, ":") {
+				continue
+			}
+			key := line[:strings.Index(line, ":")]
+			if key == "region" {
+				continue
+			}
+			cut++
+			short := strings.Join(lines[:i], "")
+			fsys := fstest.MapFS{name + "/region.yaml": {Data: []byte(short)}, name + "/templates.yaml": {Data: tpl}}
+			if _, err := LoadRegion(fsys, name); err == nil {
+				t.Errorf("%s/region.yaml cut before %q (%d of %d bytes) was accepted", name, key, len(short), len(full))
+			}
+		}
+		if cut < 8 {
+			t.Errorf("%s: only %d cuts", name, cut)
 		}
 	}
 }

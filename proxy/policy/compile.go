@@ -29,7 +29,8 @@ var decisionRef = ast.Ref{ast.DefaultRootDocument, ast.InternedTerm("smsproxy"),
 type Prepared struct {
 	revision string
 	query    rego.PreparedEvalQuery
-	tests    int
+	tests    int // tests run, passed or skipped
+	passed   int // tests passed
 	// txn is a read transaction on the bundle's store, opened once and shared by every evaluation.
 	// The store is never written after Compile, and reads of an in-memory store's read transaction
 	// are plain lookups in immutable data, so concurrent evaluations may share it; it is never closed
@@ -42,8 +43,21 @@ type Prepared struct {
 // Revision returns the revision of the bundle p was compiled from.
 func (p *Prepared) Revision() string { return p.revision }
 
-// Tests returns how many Rego tests the bundle passed before it was accepted.
+// Tests returns how many Rego tests of the bundle ran before it was accepted (all of them passed or
+// were skipped).
 func (p *Prepared) Tests() int { return p.tests }
+
+// Tested returns nil when the bundle passed at least one Rego test, and an error with CodeNoTests
+// otherwise. Compile accepts an untested bundle (a shadow candidate need not carry tests); the Engine
+// refuses to decide live traffic from one, so a bundle whose tests were removed or all skipped
+// (todo_test_) is not swapped in.
+func (p *Prepared) Tested() error {
+	if p.passed > 0 {
+		return nil
+	}
+	return newError(CodeNoTests,
+		fmt.Sprintf("the bundle has no passing policy test (%d ran, all skipped); a bundle that decides needs at least one test_ rule", p.tests), nil)
+}
 
 // TestResult is the outcome of one Rego test of a bundle.
 type TestResult struct {
@@ -151,7 +165,8 @@ func runTests(ctx context.Context, modules map[string]*ast.Module, store storage
 
 // Compile parses and compiles a bundle, runs its Rego tests and prepares the decision query.
 // A bundle that does not compile (CodeCompile), has a failing or erroring test (CodeTestFailed)
-// or has no data.smsproxy.decision rule (CodeNoDecision) is refused.
+// or has no data.smsproxy.decision rule (CodeNoDecision) is refused. A bundle without a passing test
+// compiles, but an Engine does not serve from it (see Prepared.Tested).
 func Compile(ctx context.Context, b Bundle) (*Prepared, error) {
 	return compile(ctx, b)
 }
@@ -175,8 +190,13 @@ func compile(ctx context.Context, b Bundle, prepOpts ...rego.PrepareOption) (*Pr
 		return nil, err
 	}
 	var failed []string
+	passed := 0
 	for _, r := range results {
-		if !r.Pass && !r.Skip {
+		switch {
+		case r.Skip:
+		case r.Pass:
+			passed++
+		default:
 			failed = append(failed, fmt.Sprintf("%s (%s): %s", r.Name, r.Location, r.Failure))
 		}
 	}
@@ -203,7 +223,7 @@ func compile(ctx context.Context, b Bundle, prepOpts ...rego.PrepareOption) (*Pr
 	if err != nil {
 		return nil, newError(CodeCompile, "cannot open the policy data", err)
 	}
-	return &Prepared{revision: b.Revision, query: query, tests: len(results), txn: txn, class: class}, nil
+	return &Prepared{revision: b.Revision, query: query, tests: len(results), passed: passed, txn: txn, class: class}, nil
 }
 
 // keepAST hands the result back as the AST value it already is, so Decide decodes it without

@@ -17,13 +17,20 @@ type Engine struct {
 }
 
 // NewEngine returns an engine answering from p, which may be nil until the first Swap or Reload.
-// A nil logger uses slog.Default().
+// A nil logger uses slog.Default(). A p without a passing test (Prepared.Tested) is refused and
+// logged: the engine then has no policy, and every decision fails with CodeNotLoaded until a tested
+// bundle is swapped in.
 func NewEngine(p *Prepared, logger *slog.Logger) *Engine {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	e := &Engine{log: logger}
 	if p != nil {
+		if err := p.Tested(); err != nil {
+			e.log.Error("policy refused; no policy is loaded",
+				"refused_revision", p.revision, "code", ErrorCode(err), "error", err)
+			return e
+		}
 		e.current.Store(p)
 	}
 	return e
@@ -50,15 +57,22 @@ func (e *Engine) Revision() string {
 }
 
 // Swap makes p the policy in use. A nil p is ignored: an engine never goes back to having no policy.
+// A p without a passing test (Prepared.Tested) is refused and logged, and the current policy kept.
 func (e *Engine) Swap(p *Prepared) {
 	if p == nil {
+		return
+	}
+	if err := p.Tested(); err != nil {
+		e.log.Error("policy swap refused; keeping the current policy",
+			"revision", e.Revision(), "refused_revision", p.revision, "code", ErrorCode(err), "error", err)
 		return
 	}
 	old := e.current.Swap(p)
 	e.log.Info("policy swapped", "old_revision", revisionOf(old), "new_revision", p.revision, "tests", p.tests)
 }
 
-// Reload loads a bundle, compiles it and runs its tests, and swaps it in only on success.
+// Reload loads a bundle, compiles it and runs its tests, and swaps it in only on success: the bundle
+// compiles and has at least one passing test and no failing one.
 // On failure it logs one error line, keeps the current policy and returns the error.
 // A bundle whose revision is already in use is not recompiled.
 func (e *Engine) Reload(ctx context.Context, load func() (Bundle, error)) error {
@@ -76,6 +90,9 @@ func (e *Engine) Reload(ctx context.Context, load func() (Bundle, error)) error 
 		return nil
 	}
 	p, err := Compile(ctx, b)
+	if err == nil {
+		err = p.Tested()
+	}
 	if err != nil {
 		e.log.Error("policy reload refused; keeping the current policy",
 			"revision", revisionOf(old), "refused_revision", b.Revision, "code", ErrorCode(err), "error", err)

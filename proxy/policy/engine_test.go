@@ -162,3 +162,75 @@ func TestEngineConcurrentSwap(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// untested returns the starter bundle with its Rego tests gone: removed, or all renamed todo_test_
+// (skipped).
+func untested(t *testing.T, skip bool) Bundle {
+	t.Helper()
+	mods := map[string]string{}
+	for p, src := range starterBundle(t).Modules {
+		switch {
+		case !isTest(p):
+			mods[p] = src
+		case skip:
+			mods[p] = strings.ReplaceAll(src, "\ntest_", "\ntodo_test_")
+		}
+	}
+	b, err := NewBundle(mods, devData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestEngineRefusesUntestedBundles: a bundle with no passing test compiles (a shadow candidate need
+// carry no tests) but is never served: Reload refuses it with CodeNoTests and one error line,
+// Swap keeps the current policy and NewEngine starts with none.
+func TestEngineRefusesUntestedBundles(t *testing.T) {
+	ctx := context.Background()
+	first := compileStarter(t)
+	if err := first.Tested(); err != nil {
+		t.Fatalf("the starter pack: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		skip bool
+	}{{"tests removed", false}, {"tests all todo_test_", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := untested(t, c.skip)
+			p, err := Compile(ctx, b)
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			if c.skip && p.Tests() == 0 {
+				t.Fatal("no skipped tests ran; the renaming missed them")
+			}
+			if err := p.Tested(); ErrorCode(err) != CodeNoTests {
+				t.Fatalf("Tested() = %v, want %s", err, CodeNoTests)
+			}
+
+			var logs bytes.Buffer
+			e := NewEngine(first, slog.New(slog.NewTextHandler(&logs, nil)))
+			err = e.Reload(ctx, func() (Bundle, error) { return b, nil })
+			if ErrorCode(err) != CodeNoTests || e.Revision() != first.Revision() {
+				t.Fatalf("Reload: %v, revision %s, want %s and %s", err, e.Revision(), CodeNoTests, first.Revision())
+			}
+			if !strings.Contains(logs.String(), "policy reload refused") || !strings.Contains(logs.String(), "code=policy_no_tests") {
+				t.Errorf("no clear error line: %s", logs.String())
+			}
+			e.Swap(p)
+			if e.Current() != first {
+				t.Error("Swap served an untested bundle")
+			}
+
+			logs.Reset()
+			fresh := NewEngine(p, slog.New(slog.NewTextHandler(&logs, nil)))
+			if fresh.Current() != nil || !strings.Contains(logs.String(), "code=policy_no_tests") {
+				t.Fatalf("NewEngine served an untested bundle; log %s", logs.String())
+			}
+			if _, err := fresh.Decide(ctx, otpSG()); ErrorCode(err) != CodeNotLoaded {
+				t.Errorf("Decide without a policy: %v, want %s", err, CodeNotLoaded)
+			}
+		})
+	}
+}

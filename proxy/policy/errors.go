@@ -10,6 +10,9 @@ const (
 	CodeCompile = "policy_compile"
 	// CodeTestFailed means one of the bundle's own Rego tests failed or raised an error.
 	CodeTestFailed = "policy_test_failed"
+	// CodeNoTests means the bundle has no passing Rego test (none at all, or every one skipped), so
+	// nothing shows it decides as intended; the Engine does not serve from such a bundle.
+	CodeNoTests = "policy_no_tests"
 	// CodeNoDecision means the bundle has no rule data.smsproxy.decision.
 	CodeNoDecision = "policy_no_decision"
 	// CodeBadDecision means the decision was undefined or did not have the shape of Decision.

@@ -103,3 +103,64 @@ func devData() map[string]any {
 }
 
 func packFS() fs.FS { return policies.FS }
+
+// TestPackRefusesCardNumbersWhenRegionDataIsSilent compiles the pack with the sg region's data minus
+// its content actions, as a region file cut short would give it: a card number or an IBAN in a body
+// is refused, not let through unmasked.
+func TestPackRefusesCardNumbersWhenRegionDataIsSilent(t *testing.T) {
+	r, err := config.LoadRegion(regions.FS, "sg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"card", "Card 4111 1111 1111 1111 charged.", "content_card_number"},
+		{"iban", "Pay DE89 3704 0044 0532 0130 00 today.", "content_account_number"},
+	} {
+		for _, strip := range []string{"actions", "section"} {
+			t.Run(c.name+"/"+strip, func(t *testing.T) {
+				data := map[string]any{}
+				for k, v := range r.Data {
+					data[k] = v
+				}
+				if strip == "section" {
+					delete(data, "content")
+				} else {
+					content := map[string]any{}
+					for k, v := range r.Data["content"].(map[string]any) {
+						content[k] = v
+					}
+					delete(content, "card_numbers")
+					delete(content, "ibans")
+					data["content"] = content
+				}
+				b, err := LoadBundle(policies.FS, map[string]any{"region": data})
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := Compile(context.Background(), b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in := regionTxn("SG", "PAYLINK88", "alphanumeric", "+6591234567")
+				in.Message.Body = c.body
+				d, err := p.Decide(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d.Allow || !hasReason(d, c.want) {
+					t.Fatalf("allow=%v reasons=%v, want a refusal with %s", d.Allow, d.Reasons, c.want)
+				}
+			})
+		}
+	}
+}
+
+// hasReason reports whether d refuses with the given reason code.
+func hasReason(d Decision, code string) bool {
+	for _, r := range d.Reasons {
+		if r.Code == code {
+			return true
+		}
+	}
+	return false
+}
