@@ -192,6 +192,13 @@ test_quiet_hours_from_country_zone_when_facts_lack_it if {
 	fixtures.codes(d.reasons) == {"quiet_hours"}
 }
 
+test_quiet_hours_in_any_zone_of_the_number if {
+	# The country's zone (08:00 in Singapore at this now) says day; one of the number's zones says 05:00.
+	facts := {"time_zone": "", "local_hours": [12, 5]}
+	refused(fixtures.input_facts({"category": "marketing", "body": "Sale"}, facts), {"quiet_hours"})
+	decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": "", "local_hours": [12, 9]})).allow
+}
+
 test_quiet_hours_unknown_time_is_quiet if {
 	msg := object.remove(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""}), ["now"])
 	refused(msg, {"quiet_hours"})

@@ -2,6 +2,8 @@
 # quiet_hours {start, end} (local hours, start inclusive, end exclusive; start > end wraps past
 # midnight). The local time comes from the proxy's facts (time zone of the number); when the proxy
 # could not tell it, from the country's time_zone; when neither is known the hour counts as quiet.
+# When the number's zones disagree, the facts also list the hour in each (local_hours), and the
+# message is in quiet hours if it is in any of them.
 # Only marketing is checked, so the rule index skips all of it for other categories.
 package smsproxy
 
@@ -11,20 +13,29 @@ local_hour := input.facts.local_hour if {
 
 quiet := country_data.quiet_hours
 
+in_quiet_hours if quiet_at(local_hour)
+
+# A number whose time zones disagree (an area code across two zones) is in quiet hours when it is
+# in any of them.
 in_quiet_hours if {
+	some hour in input.facts.local_hours
+	quiet_at(hour)
+}
+
+quiet_at(hour) if {
 	quiet.start <= quiet.end
-	local_hour >= quiet.start
-	local_hour < quiet.end
+	hour >= quiet.start
+	hour < quiet.end
 }
 
-in_quiet_hours if {
+quiet_at(hour) if {
 	quiet.start > quiet.end
-	local_hour >= quiet.start
+	hour >= quiet.start
 }
 
-in_quiet_hours if {
+quiet_at(hour) if {
 	quiet.start > quiet.end
-	local_hour < quiet.end
+	hour < quiet.end
 }
 
 in_quiet_hours if {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,11 +60,12 @@ type recipientEntry struct {
 	consents map[string]map[string]policy.Consent
 	zone     string
 	loc      *time.Location
+	alts     []*time.Location // every zone of the number, when they disagree (zone is then "")
 }
 
 func newRecipientEntry(f store.RecipientFacts, e164 string) *recipientEntry {
 	e := &recipientEntry{facts: f}
-	e.zone, e.loc = zoneOf(e164)
+	e.zone, e.loc, e.alts = zoneOf(e164)
 	for _, c := range f.Consents {
 		if e.consents == nil {
 			e.consents = map[string]map[string]policy.Consent{}
@@ -111,6 +113,11 @@ func (r *recipientFacts) gather(ctx context.Context, app string, to sms.Phone, n
 		LocalWeekday: int(local.Weekday()),
 		TimeZone:     e.zone,
 	}
+	for _, loc := range e.alts {
+		if h := now.In(loc).Hour(); !slices.Contains(out.LocalHours, h) {
+			out.LocalHours = append(out.LocalHours, h)
+		}
+	}
 	out.Consents = e.consents[app]
 	return out, nil
 }
@@ -136,32 +143,39 @@ var zones sync.Map // string → *time.Location
 
 // zoneOf returns the IANA time zone of an E.164 number and its location: the first zone
 // libphonenumber names for the number, provided every zone it names has the same UTC offset now
-// (a UK mobile: Guernsey, Isle of Man, London). A number without a known zone, or whose zones
-// disagree (a US toll-free number spans Honolulu to St John's), gives "" and UTC, and the policy
-// falls back to the country's zone.
-func zoneOf(e164 string) (string, *time.Location) {
+// (a UK mobile: Guernsey, Isle of Man, London). A number without a known zone gives "" and UTC, and
+// the policy falls back to the country's zone. A number whose zones disagree (Idaho's area code
+// spans Mountain and Pacific time; a US toll-free number spans Honolulu to St John's) gives "" and
+// UTC too, and all its zones in alts, so that a rule on the local time can hold in each of them.
+func zoneOf(e164 string) (zone string, loc *time.Location, alts []*time.Location) {
 	tzs, err := phonenumbers.GetTimezonesForPrefix(e164)
 	if err != nil || len(tzs) == 0 {
-		return "", time.UTC
+		return "", time.UTC, nil
 	}
 	first := loadZone(tzs[0])
 	if first == nil {
-		return "", time.UTC
+		return "", time.UTC, nil
 	}
 	if len(tzs) > 1 {
 		now := time.Now()
 		_, off := now.In(first).Zone()
+		all := []*time.Location{first}
+		agree := true
 		for _, name := range tzs[1:] {
-			loc := loadZone(name)
-			if loc == nil {
-				return "", time.UTC
+			l := loadZone(name)
+			if l == nil {
+				continue
 			}
-			if _, o := now.In(loc).Zone(); o != off {
-				return "", time.UTC
+			all = append(all, l)
+			if _, o := now.In(l).Zone(); o != off {
+				agree = false
 			}
 		}
+		if !agree {
+			return "", time.UTC, all
+		}
 	}
-	return tzs[0], first
+	return tzs[0], first, nil
 }
 
 // loadZone returns the location named, cached, or nil when it is unknown.
@@ -184,7 +198,7 @@ func loadZone(name string) *time.Location {
 // ("" when unknown, and the hour is then UTC's) for an E.164 number at now, as the facts step
 // computes them.
 func LocalTime(e164 string, now time.Time) (hour, weekday int, zone string) {
-	zone, loc := zoneOf(e164)
+	zone, loc, _ := zoneOf(e164)
 	local := now.In(loc)
 	return local.Hour(), int(local.Weekday()), zone
 }

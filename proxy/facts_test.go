@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,33 @@ func TestLocalTime(t *testing.T) {
 	// Just before midnight in Singapore it is still Friday there; just after it is Saturday.
 	if h, wd, _ := LocalTime("+6591234567", time.Date(2026, 11, 27, 16, 30, 0, 0, time.UTC)); h != 0 || wd != 6 {
 		t.Fatalf("16:30 UTC in Singapore = %d h on day %d, want 0 h on Saturday (6)", h, wd)
+	}
+}
+
+// TestFactsListTheHoursOfEveryZone: a number whose zones disagree gets its local hour in each, so
+// that quiet hours hold in all of them (Idaho's 208 spans Mountain and Pacific time: at 13:30 UTC
+// in winter, 06:30 and 05:30).
+func TestFactsListTheHoursOfEveryZone(t *testing.T) {
+	r := newRecipientFacts(&fakeRecipients{}, 0)
+	at := time.Date(2026, 12, 8, 13, 30, 0, 0, time.UTC)
+	idaho, err := sms.ParsePhone("+12085550100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.gather(context.Background(), "pay", idaho, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(f.LocalHours)
+	if f.TimeZone != "" || !slices.Equal(f.LocalHours, []int{5, 6}) {
+		t.Errorf("Idaho number: zone %q, hours %v; want no single zone and hours [5 6]", f.TimeZone, f.LocalHours)
+	}
+	sg, err := sms.ParsePhone("+6591234567")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err = r.gather(context.Background(), "pay", sg, at); err != nil || f.TimeZone != "Asia/Singapore" || len(f.LocalHours) != 0 {
+		t.Errorf("Singapore number: %+v, %v; want its zone and no other hours", f, err)
 	}
 }
 

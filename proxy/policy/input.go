@@ -34,6 +34,10 @@ type Facts struct {
 	LocalWeekday int
 	// TimeZone is the IANA name of the recipient's time zone, e.g. "Asia/Singapore"; "" when unknown.
 	TimeZone string
+	// LocalHours are the hours of day in every time zone the number may be in, when those zones
+	// disagree (TimeZone is then ""): an area code across two zones, such as Idaho's. A rule on the
+	// local time holds only if it holds at each of them. Empty when the zone is known or unknown.
+	LocalHours []int
 }
 
 // Consent is one recorded lawful basis for sending a category to a recipient.
@@ -115,6 +119,7 @@ var (
 	keyLocalHour   = ast.InternedTerm("local_hour")
 	keyLocalWday   = ast.InternedTerm("local_weekday")
 	keyTimeZone    = ast.InternedTerm("time_zone")
+	keyLocalHours  = ast.InternedTerm("local_hours")
 	keyBasis       = ast.InternedTerm("basis")
 	keyGrantedAt   = ast.InternedTerm("granted_at")
 	keyWithdrawn   = ast.InternedTerm("withdrawn")
@@ -201,13 +206,21 @@ func (f *Facts) value() ast.Value {
 			[2]*ast.Term{keyWithdrawn, ast.InternedTerm(c.Withdrawn)},
 		)))
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		[2]*ast.Term{keyOptedOut, ast.InternedTerm(f.OptedOut)},
 		[2]*ast.Term{keyConsents, ast.NewTerm(consents)},
 		[2]*ast.Term{keyLocalHour, ast.InternedTerm(f.LocalHour)},
 		[2]*ast.Term{keyLocalWday, ast.InternedTerm(f.LocalWeekday)},
 		[2]*ast.Term{keyTimeZone, str(f.TimeZone)},
 	)
+	if len(f.LocalHours) > 0 {
+		hours := make([]*ast.Term, len(f.LocalHours))
+		for i, h := range f.LocalHours {
+			hours[i] = ast.InternedTerm(h)
+		}
+		obj.Insert(keyLocalHours, ast.ArrayTerm(hours...))
+	}
+	return obj
 }
 
 // goMap returns input.facts as Go values.
@@ -216,13 +229,21 @@ func (f *Facts) goMap() map[string]any {
 	for cat, c := range f.Consents {
 		consents[cat] = map[string]any{"basis": c.Basis, "granted_at": unixOrZero(c.GrantedAt), "withdrawn": c.Withdrawn}
 	}
-	return map[string]any{
+	m := map[string]any{
 		"opted_out":     f.OptedOut,
 		"consents":      consents,
 		"local_hour":    f.LocalHour,
 		"local_weekday": f.LocalWeekday,
 		"time_zone":     f.TimeZone,
 	}
+	if len(f.LocalHours) > 0 {
+		hours := make([]any, len(f.LocalHours))
+		for i, h := range f.LocalHours {
+			hours[i] = h
+		}
+		m["local_hours"] = hours
+	}
+	return m
 }
 
 // unixOrZero returns t in Unix seconds, or 0 for the zero time.
