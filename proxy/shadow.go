@@ -84,12 +84,13 @@ func revisionOf(p *policy.Prepared) string {
 }
 
 // observe hands a live decision to the candidate. It never blocks: when the queue is full the
-// decision is dropped and counted. in must not change afterwards.
-func (s *shadow) observe(in *policy.Input, dec *policy.Decision, liveRev string) {
+// decision is dropped and counted. in must not change afterwards. The live revision logged is
+// dec.Revision, the policy that made the decision.
+func (s *shadow) observe(in *policy.Input, dec *policy.Decision) {
 	if s == nil || s.cand.Load() == nil {
 		return
 	}
-	job := shadowJob{in: in, allow: dec.Allow, codes: reasonCodes(dec.Reasons), liveRev: liveRev}
+	job := shadowJob{in: in, allow: dec.Allow, codes: reasonCodes(dec.Reasons), liveRev: dec.Revision}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -141,7 +142,7 @@ func (s *shadow) compare(job shadowJob) {
 	s.log.Info("shadow policy disagrees",
 		"country", m.Country, "category", m.Category, "sender_kind", m.SenderKind,
 		"live_allow", job.allow, "live_codes", job.codes, "live_revision", job.liveRev,
-		"candidate_allow", dec.Allow, "candidate_codes", codes, "candidate_revision", cand.Revision())
+		"candidate_allow", dec.Allow, "candidate_codes", codes, "candidate_revision", dec.Revision)
 }
 
 // close stops taking decisions and waits until the queued ones are compared.

@@ -89,7 +89,7 @@ func TestShadowCountsDisagreements(t *testing.T) {
 		if err != nil || !dec.Allow {
 			t.Fatalf("live decision = %+v, %v", dec, err)
 		}
-		s.observe(in, &dec, live.Revision())
+		s.observe(in, &dec)
 		if !dec.Allow {
 			t.Fatal("observing changed the live decision")
 		}
@@ -124,27 +124,27 @@ func TestShadowDropsWhenFull(t *testing.T) {
 	in := shadowInput("+6591234567", "SG")
 	dec, _ := live.Decide(context.Background(), in)
 	for range 5 {
-		s.observe(in, &dec, live.Revision()) // never blocks
+		s.observe(in, &dec) // never blocks
 	}
 	go s.run()
 	s.close()
 	if st := s.stats(); st.Dropped != 3 || st.Agreements != 2 {
 		t.Fatalf("stats = %+v, want 3 dropped and 2 compared", st)
 	}
-	s.observe(in, &dec, live.Revision()) // after close: ignored, no panic
+	s.observe(in, &dec) // after close: ignored, no panic
 }
 
 func TestShadowOffIsFree(t *testing.T) {
 	var s *shadow
-	dec := policy.Decision{Allow: true}
-	s.observe(shadowInput("+6591234567", "SG"), &dec, "r")
+	dec := policy.Decision{Allow: true, Revision: "r"}
+	s.observe(shadowInput("+6591234567", "SG"), &dec)
 	s.close()
 	if st := s.stats(); st != (ShadowStats{}) {
 		t.Fatalf("stats of no shadow = %+v", st)
 	}
 	// Without a candidate loaded, nothing is queued.
 	on := newShadow(slog.New(slog.DiscardHandler), 4)
-	on.observe(shadowInput("+6591234567", "SG"), &dec, "r")
+	on.observe(shadowInput("+6591234567", "SG"), &dec)
 	on.close()
 	if st := on.stats(); st.Agreements+st.Disagreements+st.Dropped != 0 {
 		t.Fatalf("a shadow without a candidate compared %+v", st)

@@ -63,10 +63,10 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		p.log.Error("policy evaluation failed", "err", err, "revision", p.policy.Revision())
 		return sms.Accepted{}, unavailable("policy_unavailable", err)
 	}
-	p.shadow.observe(in, &dec, p.policy.Revision())
+	p.shadow.observe(in, &dec)
 	masks := maskSet(dec.Masks)
 	if !dec.Allow {
-		p.refuse(ctx, &msg, masks, dec.Reasons)
+		p.refuse(ctx, &msg, masks, dec.Revision, dec.Reasons)
 		return sms.Accepted{}, refused(dec.Reasons)
 	}
 	applyObligations(&msg, dec.Obligations)
@@ -79,21 +79,21 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	}
 	if providers = p.usable(providers); len(providers) == 0 {
 		reason := policy.Reason{Code: "no_route", Message: "No provider of this region can take messages to this destination now.", Rule: "route"}
-		p.refuse(ctx, &msg, masks, []policy.Reason{reason})
+		p.refuse(ctx, &msg, masks, dec.Revision, []policy.Reason{reason})
 		return sms.Accepted{}, &Error{Class: "unavailable", Code: reason.Code, Message: reason.Message, Rule: reason.Rule}
 	}
 
 	// 4 limit: every limit the decision named, all or none.
 	limits, err := toLimits(dec.Limits)
 	if err != nil {
-		p.log.Error("policy declared an invalid limit", "err", err, "revision", p.policy.Revision())
+		p.log.Error("policy declared an invalid limit", "err", err, "revision", dec.Revision)
 		return sms.Accepted{}, unavailable("policy_unavailable", err)
 	}
 	res, denied := p.limiter.Reserve(now, limits)
 	if denied != nil {
 		l := dec.Limits[denied.Index]
 		reason := policy.Reason{Code: l.Code, Message: l.Message, Rule: limitRule(l)}
-		p.refuse(ctx, &msg, masks, []policy.Reason{reason})
+		p.refuse(ctx, &msg, masks, dec.Revision, []policy.Reason{reason})
 		return sms.Accepted{}, limited(reason, denied.RetryAfter)
 	}
 
@@ -135,7 +135,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		Encoding:       string(msg.Encoding),
 		Segments:       msg.Segments,
 		Detail:         detailJSON(&msg, providers),
-		Audit:          auditJSON(&msg, masks, p.policy.Revision(), dec.Reasons),
+		Audit:          auditJSON(&msg, masks, dec.Revision, dec.Reasons),
 		Payload:        payload,
 		CreatedAt:      now,
 	})
@@ -195,10 +195,10 @@ type outboxPayload struct {
 	Providers []string             `json:"providers"`
 }
 
-// refuse records the audit event of a refused message. A failure to record is logged, not returned:
-// the app is told about the refusal either way.
-func (p *Proxy) refuse(ctx context.Context, msg *sms.Message, masks map[string]string, reasons []policy.Reason) {
-	data := auditJSON(msg, masks, p.policy.Revision(), reasons)
+// refuse records the audit event of a refused message; revision is that of the policy whose decision
+// refused it. A failure to record is logged, not returned: the app is told about the refusal either way.
+func (p *Proxy) refuse(ctx context.Context, msg *sms.Message, masks map[string]string, revision string, reasons []policy.Reason) {
+	data := auditJSON(msg, masks, revision, reasons)
 	r := store.Refused{MessageID: msg.ID, App: msg.App, Data: data, At: msg.CreatedAt}
 	if msg.To.E164 != "" {
 		r.To, r.Personal = msg.To.E164, personalJSON(msg)

@@ -232,7 +232,7 @@ func keepAST(t *ast.Term, _ *rego.EvalContext) (any, error) {
 	return t.Value, nil
 }
 
-// Decide evaluates the policy for one message. An undefined or ill-shaped decision is an error with
+// Decide evaluates the policy for one message; the decision's Revision is p's. An undefined or ill-shaped decision is an error with
 // CodeBadDecision and an evaluation failure one with CodeEval; neither is ever an allow.
 func (p *Prepared) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if in == nil {
@@ -267,7 +267,12 @@ func (p *Prepared) Decide(ctx context.Context, in *Input) (Decision, error) {
 	if err != nil {
 		return Decision{}, evalError(ctx, err)
 	}
-	return decodeResult(rs)
+	d, err := decodeResult(rs)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Revision = p.revision
+	return d, nil
 }
 
 // evalError is the error of an evaluation that failed: cancelled with its context, an ill-shaped

@@ -15,6 +15,11 @@ type Decision struct {
 	Masks []Mask `json:"masks"`
 	// Obligations are changes the proxy must make before sending, e.g. a footer to append.
 	Obligations []Obligation `json:"obligations"`
+	// Revision is the revision of the bundle whose rules made this decision, set by the Prepared that
+	// evaluated it, so a record of the decision names that bundle even if another is swapped in
+	// meanwhile. It is not part of the decision document: decoding never reads it, and it is left out
+	// of the decision's JSON (which is the document's shape).
+	Revision string `json:"-"`
 }
 
 // Reason is a stable code, a sentence a support agent can read, and the rule that produced it.

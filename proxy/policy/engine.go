@@ -36,7 +36,8 @@ func NewEngine(p *Prepared, logger *slog.Logger) *Engine {
 	return e
 }
 
-// Decide evaluates the current policy for one message.
+// Decide evaluates the current policy for one message. The decision's Revision names the policy that
+// made it; use it, not Revision, to record a decision, since a reload may swap the policy meanwhile.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	p := e.current.Load()
 	if p == nil {
@@ -48,7 +49,8 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 // Current returns the policy in use, or nil when none is loaded.
 func (e *Engine) Current() *Prepared { return e.current.Load() }
 
-// Revision returns the revision of the policy in use, or "" when none is loaded.
+// Revision returns the revision of the policy in use, or "" when none is loaded. It may already differ
+// from the revision of a decision just made; a record of a decision uses Decision.Revision.
 func (e *Engine) Revision() string {
 	if p := e.current.Load(); p != nil {
 		return p.revision

@@ -75,6 +75,9 @@ func Eval(ctx context.Context, p *Prepared, in *Input, explain Explain) (Evaluat
 	if err != nil {
 		return ev, evalError(ctx, err)
 	}
-	ev.Decision, err = decodeResult(rs)
-	return ev, err
+	if ev.Decision, err = decodeResult(rs); err != nil {
+		return ev, err
+	}
+	ev.Decision.Revision = p.revision
+	return ev, nil
 }
