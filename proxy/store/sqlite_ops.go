@@ -272,12 +272,25 @@ type receiptAudit struct {
 	Provider          string `json:"provider"`
 	ProviderMessageID string `json:"provider_message_id"`
 	Code              string `json:"code,omitempty"`
+	// ProviderAt is the time the provider put on the receipt, in unix nanoseconds; absent when it
+	// gave none. It is kept as data only: the event's time and updated_at are the store's clock.
+	ProviderAt int64 `json:"provider_at,omitempty"`
+}
+
+// providerAt is a receipt's own time in unix nanoseconds, 0 when it has none.
+func providerAt(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // ApplyReceipt applies a delivery receipt to the message it correlates with through the provider
 // message id: the status changes and a "message.<status>" audit event is written. A receipt for a
 // message already final changes nothing and returns Applied false, since providers repeat
-// receipts. An unknown provider message id gives ErrNotFound.
+// receipts. An unknown provider message id gives ErrNotFound. The status change and its event are
+// timed by the store's clock, not the receipt's: a provider's clock must not decide retention or
+// where the event falls in an export by time. The receipt's own time is kept in the event's data.
 func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, error) {
 	var kind string
 	switch r.Status {
@@ -297,8 +310,8 @@ func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, er
 	if err != nil {
 		return ReceiptResult{}, err
 	}
-	op := &receiptOp{r: r, kind: kind, c: c, at: orNow(r.At).UnixNano(),
-		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code})}
+	op := &receiptOp{r: r, kind: kind, c: c, at: time.Now().UnixNano(),
+		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, providerAt(r.At)})}
 	if err := s.gc.submitSetLazy(ctx, op); err != nil {
 		return ReceiptResult{}, err
 	}

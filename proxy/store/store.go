@@ -297,7 +297,8 @@ type Receipt struct {
 	// Status is "delivered", "failed" or "undeliverable".
 	Status string
 	Code   string
-	// At is when the receipt was issued; zero means now.
+	// At is when the provider says the receipt was issued; zero means it gave no time. It is kept in
+	// the event's data ("provider_at"); the status change and its event are timed by the store's clock.
 	At time.Time
 }
 

@@ -470,6 +470,17 @@ type receiptAudit struct {
 	Provider          string `json:"provider"`
 	ProviderMessageID string `json:"provider_message_id"`
 	Code              string `json:"code,omitempty"`
+	// ProviderAt is the time the provider put on the receipt, in unix nanoseconds; absent when it
+	// gave none. It is kept as data only: the event's time and updated_at are the store's clock.
+	ProviderAt int64 `json:"provider_at,omitempty"`
+}
+
+// providerAt is a receipt's own time in unix nanoseconds, 0 when it has none.
+func providerAt(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // qReceipt finds a receipt's message through its provider message id, locks it, and unless it is
@@ -491,7 +502,9 @@ SELECT id, app, status FROM m`
 // message id: the status changes and a "message.<status>" audit event is written, in one statement
 // that finds, locks and changes the message. A receipt for a message already final changes nothing
 // and returns Applied false, since providers repeat receipts. An unknown provider message id gives
-// store.ErrNotFound.
+// store.ErrNotFound. The status change and its event are timed by the store's clock, not the
+// receipt's: a provider's clock must not decide retention or where the event falls in an export by
+// time. The receipt's own time is kept in the event's data.
 func (p *Postgres) ApplyReceipt(ctx context.Context, r store.Receipt) (store.ReceiptResult, error) {
 	var kind string
 	switch r.Status {
@@ -510,8 +523,8 @@ func (p *Postgres) ApplyReceipt(ctx context.Context, r store.Receipt) (store.Rec
 	if err := checkText("a receipt", r.Provider, r.ProviderMessageID, r.Code); err != nil {
 		return store.ReceiptResult{}, err
 	}
-	at := orNow(r.At).UnixNano()
-	data := mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code})
+	at := time.Now().UnixNano()
+	data := mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, providerAt(r.At)})
 	var res store.ReceiptResult
 	var found bool
 	err := p.w.submit(ctx, func(b *pgx.Batch) {

@@ -41,6 +41,7 @@ func RunAudit(t *testing.T, newDB AuditFactory) {
 		{"TamperedRowIsNamed", testTamper},
 		{"DeletionAfterCheckpointDetected", testTruncation},
 		{"PurgeKeepsVerification", testPurge},
+		{"ReceiptTimedByStoreClock", testReceiptStoreClock},
 		{"ErasureShredsPersonalData", testErasure},
 		{"ErasureMasksMessageBodies", testErasureMasksBodies},
 		{"ErasureAndItsEventAreOneUnit", testErasureOneUnit},
@@ -212,6 +213,55 @@ func testTruncation(t *testing.T, h *auditHarness) {
 	if rep.Problem == nil || rep.Problem.Seq != 8 || rep.Problem.Code != audit.CodeTruncated {
 		t.Fatalf("problem = %+v, want seq 8 %s", rep.Problem, audit.CodeTruncated)
 	}
+}
+
+// testReceiptStoreClock checks that a receipt dated by a provider's wrong clock does not decide
+// updated_at, the event's time or retention: they follow the store's clock, and the provider's time
+// is kept in the event's data.
+func testReceiptStoreClock(t *testing.T, h *auditHarness) {
+	a := sealedMsg("pay", "m1", numA)
+	a.CreatedAt = time.Now()
+	h.accept(a)
+	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "m1", Provider: "sim", ProviderMessageID: "p1"}}); err != nil {
+		t.Fatal(err)
+	}
+	providerAt := time.Now().AddDate(-2, 0, 0)
+	before := time.Now()
+	r, err := h.s.ApplyReceipt(bg, store.Receipt{Provider: "sim", ProviderMessageID: "p1", Status: store.StatusDelivered, At: providerAt})
+	if err != nil || !r.Applied {
+		t.Fatalf("ApplyReceipt = %+v, %v; want applied", r, err)
+	}
+	after := time.Now()
+	inWindow := func(what string, at time.Time) {
+		t.Helper()
+		if at.Before(before) || at.After(after) {
+			t.Fatalf("%s = %v, want the store's time in [%v, %v], not the provider's %v", what, at, before, after, providerAt)
+		}
+	}
+	v := h.get("pay", "m1")
+	inWindow("updated_at", v.UpdatedAt)
+	inWindow("delivered history entry", v.History[len(v.History)-1].At)
+	evs := h.audit()
+	ev := evs[len(evs)-1]
+	if ev.Kind != store.AuditDelivered {
+		t.Fatalf("last event = %s, want %s", ev.Kind, store.AuditDelivered)
+	}
+	inWindow("event at", ev.At)
+	var data struct {
+		ProviderAt int64 `json:"provider_at"`
+	}
+	if err := json.Unmarshal(ev.Data, &data); err != nil || data.ProviderAt != providerAt.UnixNano() {
+		t.Fatalf("event data %s: provider_at = %d (%v), want the provider's time %d", ev.Data, data.ProviderAt, err, providerAt.UnixNano())
+	}
+	// A purge a day from now under the default retention (400 days) keeps the message and its event.
+	res, err := h.trail().Purge(bg, store.PurgePolicy{Now: time.Now().Add(24 * time.Hour), Default: 400 * 24 * time.Hour})
+	if err != nil || res.Messages != 0 || res.Events != 0 {
+		t.Fatalf("Purge = %+v, %v; want nothing deleted", res, err)
+	}
+	if _, err := h.s.Get(bg, "pay", "m1"); err != nil {
+		t.Fatalf("a message delivered a moment ago is gone after the purge: %v", err)
+	}
+	h.wantVerified()
 }
 
 func testPurge(t *testing.T, h *auditHarness) {
