@@ -817,7 +817,10 @@ func (s *SQLite) Purge(ctx context.Context, p PurgePolicy) (PurgeResult, error) 
 		res.Batches++
 	}
 	expr, cargs := p.cutoffSQL("category")
-	q := `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE status IN ('delivered', 'failed', 'undeliverable')
+	// A message goes once its retention has passed since its last change, when nothing more will
+	// happen to it: a final status, or sent and never confirmed (a receipt a year late is not
+	// coming; keeping the row would keep its body past retention). One still in the outbox stays.
+	q := `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE status IN ('delivered', 'failed', 'undeliverable', 'sent')
  AND updated_at < ` + expr + ` LIMIT ?)`
 	for {
 		n := int64(0)

@@ -41,6 +41,7 @@ func RunAudit(t *testing.T, newDB AuditFactory) {
 		{"TamperedRowIsNamed", testTamper},
 		{"DeletionAfterCheckpointDetected", testTruncation},
 		{"PurgeKeepsVerification", testPurge},
+		{"PurgeTakesSentMessagesWithoutReceipt", testPurgeSentWithoutReceipt},
 		{"ReceiptTimedByStoreClock", testReceiptStoreClock},
 		{"ErasureShredsPersonalData", testErasure},
 		{"ErasureMasksMessageBodies", testErasureMasksBodies},
@@ -319,6 +320,31 @@ func testPurge(t *testing.T, h *auditHarness) {
 	if rep := h.wantVerified(); rep.Records != 1 || rep.FirstSeq != 10 {
 		t.Fatalf("report after a full purge = %+v, want one record at seq 10", rep)
 	}
+}
+
+// testPurgeSentWithoutReceipt: a message sent but never confirmed by a receipt is purged with its
+// events once its retention has passed, not kept for ever with its body and masked number (which
+// an erasure, finding it through its events, could then no longer reach); one still waiting in the
+// outbox is kept.
+func testPurgeSentWithoutReceipt(t *testing.T, h *auditHarness) {
+	year := 365 * 24 * time.Hour
+	h.accept(sealedMsg("pay", "sent1", numA))
+	if err := h.s.RecordSent(bg, []store.Sent{{MessageID: "sent1", Provider: "sim", ProviderMessageID: "p-sent1"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.accept(sealedMsg("pay", "queued1", numB))
+	res, err := h.trail().Purge(bg, store.PurgePolicy{Now: time.Now().Add(2 * year), Default: year})
+	if err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if res.Messages != 1 {
+		t.Fatalf("Purge = %+v, want the sent message purged", res)
+	}
+	if _, err := h.s.Get(bg, "pay", "sent1"); err == nil {
+		t.Error("a sent message past its retention is still stored")
+	}
+	h.get("pay", "queued1")
+	h.wantVerified()
 }
 
 func testErasure(t *testing.T, h *auditHarness) {
