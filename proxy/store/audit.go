@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"github.com/smsproxy/smsproxy/proxy/sms"
 	"time"
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
@@ -100,4 +101,27 @@ type EraseResult struct {
 	Seq int64
 	// Existed is false when the number had no subject key (nothing was ever sealed for it).
 	Existed bool
+}
+
+// BodyRows is the part of a query's rows MaskedBodies reads: (message id, body) pairs.
+type BodyRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// MaskedBodies reads the (id, body) rows of an erased subject's messages and returns the ids and
+// full masks (sms.MaskAll, as mask style "full") of the bodies not masked yet, so that erasing
+// again writes nothing. The caller closes rows.
+func MaskedBodies(rows BodyRows) (ids, bodies []string, err error) {
+	for rows.Next() {
+		var id, body string
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, nil, err
+		}
+		if masked := sms.MaskAll(body); masked != body {
+			ids, bodies = append(ids, id), append(bodies, masked)
+		}
+	}
+	return ids, bodies, rows.Err()
 }

@@ -491,19 +491,9 @@ func (s *SQLite) eraseBodies(ref string) error {
 	if err != nil {
 		return err
 	}
-	var ids, bodies []string
-	for rows.Next() {
-		var id, body string
-		if err := rows.Scan(&id, &body); err != nil {
-			rows.Close()
-			return err
-		}
-		if masked := sms.MaskAll(body); masked != body {
-			ids, bodies = append(ids, id), append(bodies, masked)
-		}
-	}
+	ids, bodies, err := MaskedBodies(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return err
 	}
 	for i, id := range ids {

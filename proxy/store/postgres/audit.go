@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
-	"github.com/smsproxy/smsproxy/proxy/sms"
 	"github.com/smsproxy/smsproxy/proxy/store"
 )
 
@@ -462,19 +461,9 @@ func eraseBodies(ctx context.Context, tx pgx.Tx, ref string) error {
 	if err != nil {
 		return err
 	}
-	var ids, bodies []string
-	for rows.Next() {
-		var id, body string
-		if err := rows.Scan(&id, &body); err != nil {
-			rows.Close()
-			return err
-		}
-		if masked := sms.MaskAll(body); masked != body {
-			ids, bodies = append(ids, id), append(bodies, masked)
-		}
-	}
+	ids, bodies, err := store.MaskedBodies(rows)
 	rows.Close()
-	if err := rows.Err(); err != nil || len(ids) == 0 {
+	if err != nil || len(ids) == 0 {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE messages m SET body = u.body FROM unnest($1::text[], $2::text[]) AS u(id, body)
