@@ -286,13 +286,22 @@ func (s *Sealer) Open(ctx context.Context, ref string, sealed, aad []byte) ([]by
 // afterwards. Sealing for ref later creates a new, unrelated key. A *SubjectKey already returned by Key
 // stays usable by whoever holds it, so hold one only for the write it was fetched for.
 func (s *Sealer) Erase(ctx context.Context, ref string) error {
+	return s.EraseWith(ctx, ref, func(ctx context.Context) error { return s.keys.Delete(ctx, ref) })
+}
+
+// EraseWith is Erase with destroy in place of the SubjectKeys store's Delete: a store whose
+// erasure writes more than the key's deletion (its record of the erasure, masked copies of the
+// subject's data) does it all in one transaction there. destroy must delete ref's stored key; it
+// runs under the lock that keeps a concurrent Key from caching the key again, and the key leaves
+// the cache once destroy has returned nil.
+func (s *Sealer) EraseWith(ctx context.Context, ref string, destroy func(ctx context.Context) error) error {
 	if ref == "" {
 		return newErr(CodeSubjectRefMissing, "erasure needs a subject reference", nil)
 	}
 	mu := s.lock(ref)
 	mu.Lock()
 	defer mu.Unlock()
-	if err := s.keys.Delete(ctx, ref); err != nil {
+	if err := destroy(ctx); err != nil {
 		return newErr(CodeSubjectKeyStore, "cannot delete the subject key", err)
 	}
 	s.cache.Remove(ref)

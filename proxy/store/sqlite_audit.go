@@ -436,15 +436,18 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 }
 
 // Delete destroys ref's key and, in the same transaction, masks the body of every stored message
-// to the subject (eraseBodies): it is the subject's erasure. When ctx carries an erasure request
-// (EraseSubject's, see withErasure), the same transaction also appends its "subject.erased" event,
-// so that the key's destruction, the masking and the event commit together or not at all.
+// to the subject (eraseBodies).
+func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
+	return k.erase(ctx, ref, nil)
+}
+
+// erase is the subject's erasure: the key's DELETE, the masking of its message bodies and, when req
+// is not nil, req's "subject.erased" event, in one writer transaction that commits all or none.
 //
 // Hints taken before the DELETE commits are void: changes moves on both before it is queued and
 // after it has committed, so a facts read that found the key while the DELETE waited for the
 // writer cannot hand the erased key back to the sealer.
-func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
-	req, _ := ctx.Value(erasureKey{}).(*erasure)
+func (k *sqliteSubjectKeys) erase(ctx context.Context, ref string, req *erasure) error {
 	k.mu.Lock()
 	delete(k.pending, ref)
 	k.changes++
@@ -884,21 +887,13 @@ type subjectErasedData struct {
 	Existed     bool   `json:"existed"`
 }
 
-// erasure is EraseSubject's request to the subject key store's Delete, which Sealer.Erase calls
-// under the sealer's lock of the subject: Delete appends the "subject.erased" event in the
-// transaction that destroys the key and fills in its outcome.
+// erasure is an EraseSubject in progress: who asked and when, and, once erase has committed,
+// whether a stored key was destroyed and the seq of the "subject.erased" event.
 type erasure struct {
 	by      string
 	at      time.Time
-	existed bool  // set by Delete: a stored key was destroyed
-	seq     int64 // set by Delete: the event's seq
-}
-
-type erasureKey struct{}
-
-// withErasure returns ctx carrying req to the subject key store's Delete.
-func withErasure(ctx context.Context, req *erasure) context.Context {
-	return context.WithValue(ctx, erasureKey{}, req)
+	existed bool
+	seq     int64
 }
 
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
@@ -917,9 +912,10 @@ func (s *SQLite) EraseSubject(ctx context.Context, e164, requestedBy string) (Er
 	}
 	ref := s.trail.kr.LookupHash(e164)
 	req := &erasure{by: requestedBy, at: time.Now()}
-	// Sealer.Erase takes the subject's lock, calls sqliteSubjectKeys.Delete (the whole erasure, in one
-	// writer transaction) and, once it has committed, drops the key from the sealer's cache.
-	if err := s.trail.sealer.Erase(withErasure(ctx, req), ref); err != nil {
+	// The sealer holds the subject's lock while the erasure's transaction runs and drops the key from
+	// its cache once it has committed.
+	keys := s.trail.keys
+	if err := s.trail.sealer.EraseWith(ctx, ref, func(ctx context.Context) error { return keys.erase(ctx, ref, req) }); err != nil {
 		return EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
 	return EraseResult{Seq: req.seq, Existed: req.existed}, nil

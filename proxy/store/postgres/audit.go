@@ -400,21 +400,13 @@ type subjectErasedData struct {
 	Existed     bool   `json:"existed"`
 }
 
-// erasure is EraseSubject's request to the subject key store's Delete, which Sealer.Erase calls
-// under the sealer's lock of the subject: Delete appends the "subject.erased" event in the
-// transaction that destroys the key and fills in its outcome.
+// erasure is an EraseSubject in progress: who asked and when, and, once erase has committed,
+// whether a stored key was destroyed and the seq of the "subject.erased" event.
 type erasure struct {
 	by      string
 	at      time.Time
-	existed bool  // set by Delete: a stored key was destroyed
-	seq     int64 // set by Delete: the event's seq
-}
-
-type erasureKey struct{}
-
-// withErasure returns ctx carrying req to the subject key store's Delete.
-func withErasure(ctx context.Context, req *erasure) context.Context {
-	return context.WithValue(ctx, erasureKey{}, req)
+	existed bool
+	seq     int64
 }
 
 // EraseSubject destroys the subject key of e164, so that every personal field sealed for it (audit
@@ -437,9 +429,10 @@ func (p *Postgres) EraseSubject(ctx context.Context, e164, requestedBy string) (
 	}
 	ref := p.tr.kr.LookupHash(e164)
 	req := &erasure{by: requestedBy, at: time.Now()}
-	// Sealer.Erase takes the subject's lock, calls pgSubjectKeys.Delete (the whole erasure, in one
-	// transaction) and, once it has committed, drops the key from this replica's sealer cache.
-	if err := p.tr.sealer.Erase(withErasure(ctx, req), ref); err != nil {
+	// The sealer holds the subject's lock while the erasure's transaction runs and drops the key from
+	// this replica's cache once it has committed.
+	keys := p.tr.keys
+	if err := p.tr.sealer.EraseWith(ctx, ref, func(ctx context.Context) error { return keys.erase(ctx, ref, req) }); err != nil {
 		return store.EraseResult{}, fmt.Errorf("store: erase subject: %w", err)
 	}
 	return store.EraseResult{Seq: req.seq, Existed: req.existed}, nil

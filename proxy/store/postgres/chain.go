@@ -144,6 +144,7 @@ type trail struct {
 	kr     *audit.Keyring
 	region string
 	sealer *audit.Sealer
+	keys   *pgSubjectKeys // the sealer's key store
 
 	committed atomic.Int64 // head seq of the last batch this process committed
 	cpSeq     atomic.Int64 // head seq of the last checkpoint this process knows of
@@ -201,13 +202,9 @@ func (k *pgSubjectKeys) Put(ctx context.Context, ref string, wrapped []byte, key
 	return err
 }
 
-// Delete destroys ref's key. When ctx carries an erasure request (EraseSubject's, see
-// withErasure), it is the subject's erasure: the DELETE, the masking of the subject's message bodies
-// and the "subject.erased" event run in one transaction (erase), which commits all three or none.
+// Delete destroys ref's key. EraseSubject erases through erase instead, which also masks the
+// subject's message bodies and appends the "subject.erased" event in the same transaction.
 func (k *pgSubjectKeys) Delete(ctx context.Context, ref string) error {
-	if req, ok := ctx.Value(erasureKey{}).(*erasure); ok {
-		return k.erase(ctx, ref, req)
-	}
 	_, err := k.pool.Exec(ctx, `DELETE FROM subject_keys WHERE ref = $1`, ref)
 	return err
 }
@@ -264,7 +261,8 @@ func openTrail(ctx context.Context, pool *pgxpool.Pool, opts Options) (*trail, e
 		opts.Logger.Warn("store: no audit keyring configured; using an ephemeral one, so sealed data and checkpoints of this run cannot be read or verified after a restart, nor by other replicas")
 	}
 	t := &trail{kr: kr, region: kr.Region(), every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval}
-	sealer, err := audit.NewSealer(kr, &pgSubjectKeys{pool: pool, tr: t}, audit.SealerOptions{})
+	t.keys = &pgSubjectKeys{pool: pool, tr: t}
+	sealer, err := audit.NewSealer(kr, t.keys, audit.SealerOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("store: audit sealer: %w", err)
 	}
