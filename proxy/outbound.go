@@ -167,6 +167,7 @@ func launch(ctx context.Context, p *Proxy, name string, spec config.ProviderSpec
 			return cmd
 		},
 		Checksum: sum,
+		PinDir:   p.cfg.DataDir + "/plugins",
 		Config:   raw,
 		Logger:   p.log,
 	})

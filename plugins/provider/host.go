@@ -30,7 +30,12 @@ type LaunchConfig struct {
 	// re-execute the smsproxy binary, e.g. exec.Command(self, "plugin", "simulator").
 	Cmd func() *exec.Cmd
 	// Checksum, if set, is the sha256 of the plugin binary; a binary that differs is not started.
+	// The binary is then copied, as checked, into a private directory under PinDir, and the copy
+	// is what runs, at every restart too, so that replacing the file afterwards changes nothing.
 	Checksum []byte
+	// PinDir is where checked copies of binaries are kept while the plugin runs; "" means the
+	// system's temporary directory. It must allow executing files (not mounted noexec).
+	PinDir string
 	// Config is handed to the plugin's Configure after every start (JSON bytes); it is never logged.
 	Config []byte
 	// Logger receives the host's and the plugin's log records; nil means slog.Default().
@@ -62,6 +67,8 @@ type Plugin struct {
 	cfg  LaunchConfig
 	log  *slog.Logger
 	hlog *hostLogger
+
+	pinned string // the checked copy of the binary that runs (Checksum set), else ""
 
 	mu       sync.Mutex
 	inst     *instance
@@ -109,9 +116,25 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		stopFunc: stopFunc,
 		done:     make(chan struct{}),
 	}
+	if len(cfg.Checksum) > 0 {
+		cmd := cfg.Cmd()
+		if cmd == nil {
+			stopFunc()
+			return nil, &Error{Code: CodeStart, Message: "no command for plugin " + cfg.Name}
+		}
+		var err error
+		if p.pinned, err = pin(cmd.Path, cfg.PinDir, cfg.Checksum); err != nil {
+			stopFunc()
+			if errors.Is(err, errChecksum) {
+				return nil, &Error{Code: CodeChecksum, Message: "plugin " + cfg.Name + ": the binary does not match its checksum", Err: err}
+			}
+			return nil, &Error{Code: CodeStart, Message: "plugin " + cfg.Name + ": cannot copy the binary to check it: " + err.Error(), Err: err}
+		}
+	}
 	inst, err := p.start(ctx)
 	if err != nil {
 		stopFunc()
+		unpin(p.pinned)
 		return nil, err
 	}
 	p.inst = inst
@@ -127,7 +150,10 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 		return nil, &Error{Code: CodeStart, Message: "no command for plugin " + p.cfg.Name}
 	}
 	var secure *plugin.SecureConfig
-	if len(p.cfg.Checksum) > 0 {
+	if p.pinned != "" {
+		// The checked copy runs; go-plugin checks it again, which only a change by this process's
+		// own user could fail.
+		cmd.Path = p.pinned
 		secure = &plugin.SecureConfig{Checksum: p.cfg.Checksum, Hash: sha256.New()}
 	}
 	client := plugin.NewClient(&plugin.ClientConfig{
@@ -421,5 +447,6 @@ func (p *Plugin) Close() error {
 	if inst != nil {
 		inst.client.Kill()
 	}
+	unpin(p.pinned)
 	return nil
 }
