@@ -339,5 +339,10 @@ func policyTest(args []string, stdout, stderr io.Writer) int {
 	if fail > 0 {
 		return exitError
 	}
+	if pass == 0 {
+		// The proxy refuses such a bundle (policy_no_tests); the command says so rather than "ok".
+		fmt.Fprintln(stderr, "smsproxy: no policy test passed: the proxy refuses a bundle without a passing test (policy_no_tests)")
+		return exitError
+	}
 	return 0
 }

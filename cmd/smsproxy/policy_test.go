@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -153,5 +155,18 @@ func TestPolicyTest(t *testing.T) {
 	code, out, _ = runCLI("policy", "test", "--policies", "testdata/failing")
 	if code != exitError || !strings.Contains(out, "FAIL data.smsproxy_test.test_wrongly_expects_refusal") || !strings.Contains(out, "0 passed, 1 failed") {
 		t.Fatalf("failing bundle: exit %d\n%s", code, out)
+	}
+	// A bundle without tests is what the proxy refuses (policy_no_tests): the command fails too.
+	untested := t.TempDir()
+	src, err := os.ReadFile("testdata/policies/decision.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(untested, "decision.rego"), src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI("policy", "test", "--policies", untested)
+	if code != exitError || !strings.Contains(out, "0 passed, 0 failed") || !strings.Contains(errOut, "policy_no_tests") {
+		t.Fatalf("bundle without tests: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 }
