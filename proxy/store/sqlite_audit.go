@@ -616,7 +616,7 @@ func (s *SQLite) AuditRange(ctx context.Context, q AuditQuery) ([]AuditRecord, e
 func (s *SQLite) auditRangeSQL(q AuditQuery) (string, []any) {
 	var b strings.Builder
 	b.WriteString(`SELECT ` + qRecordCols + `, COALESCE(k.key_id, '') FROM audit_events e
- LEFT JOIN subject_keys k ON e.subject_ref <> '' AND k.ref = e.subject_ref WHERE e.seq > ?`)
+ LEFT JOIN subject_keys k ON length(e.sealed) > 0 AND k.ref = e.subject_ref WHERE e.seq > ?`)
 	args := []any{q.AfterSeq}
 	if !q.From.IsZero() {
 		b.WriteString(` AND e.at >= ?`)

@@ -48,9 +48,11 @@ type consentAudit struct {
 	Records  int    `json:"records,omitempty"`
 }
 
-// auditNoMessage appends an audit event that belongs to no message, on the writer's connection.
-func (s *SQLite) auditNoMessage(at int64, kind, app string, data any) error {
-	_, err := s.appendEvent(auditRow{at: at, kind: kind, app: app, data: mustJSON(data)})
+// auditSubject appends an audit event that belongs to no message but to the data subject whose
+// lookup hash is ref (its subject_ref), on the writer's connection, so that a search by recipient
+// and an erasure find it. Its data holds the masked number only; nothing is sealed.
+func (s *SQLite) auditSubject(at int64, kind, app, ref string, data any) error {
+	_, err := s.appendEvent(auditRow{at: at, kind: kind, app: app, data: mustJSON(data), ref: ref})
 	return err
 }
 
@@ -84,7 +86,8 @@ func (s *SQLite) ImportOptOuts(ctx context.Context, rows []OptOut) (ImportResult
 			defer st.Close()
 			for _, o := range chunk {
 				at := orNow(o.CreatedAt).UnixNano()
-				r, err := st.ExecContext(bg, s.trail.kr.LookupHash(o.Number), sms.MaskPhone(o.Number), o.Scope, o.App, o.Source, at)
+				ref := s.trail.kr.LookupHash(o.Number)
+				r, err := st.ExecContext(bg, ref, sms.MaskPhone(o.Number), o.Scope, o.App, o.Source, at)
 				if err != nil {
 					return err
 				}
@@ -95,7 +98,7 @@ func (s *SQLite) ImportOptOuts(ctx context.Context, rows []OptOut) (ImportResult
 					continue
 				}
 				res.Imported++
-				if err := s.auditNoMessage(at, AuditOptOutAdded, o.App,
+				if err := s.auditSubject(at, AuditOptOutAdded, o.App, ref,
 					optOutAudit{Number: sms.MaskPhone(o.Number), Scope: o.Scope, Source: o.Source}); err != nil {
 					return err
 				}
@@ -122,7 +125,8 @@ func (s *SQLite) RemoveOptOut(ctx context.Context, app, number string, at time.T
 	removed := 0
 	err := s.gc.submit(ctx, func() error {
 		removed = 0
-		rows, err := s.wconn.QueryContext(bg, qOwnedOptOuts, s.trail.kr.LookupHash(number), app)
+		ref := s.trail.kr.LookupHash(number)
+		rows, err := s.wconn.QueryContext(bg, qOwnedOptOuts, ref, app)
 		if err != nil {
 			return err
 		}
@@ -149,7 +153,7 @@ func (s *SQLite) RemoveOptOut(ctx context.Context, app, number string, at time.T
 			if _, err := s.wconn.ExecContext(bg, qDelOptOut, o.seq); err != nil {
 				return err
 			}
-			if err := s.auditNoMessage(when, AuditOptOutRemoved, app,
+			if err := s.auditSubject(when, AuditOptOutRemoved, app, ref,
 				optOutAudit{Number: sms.MaskPhone(number), Scope: o.scope, Source: o.source}); err != nil {
 				return err
 			}
@@ -201,8 +205,9 @@ func (s *SQLite) RecordConsent(ctx context.Context, c Consent) (Consent, error) 
 	}
 	c.GrantedAt = time.Unix(0, orNow(c.GrantedAt).UnixNano())
 	c.WithdrawnAt = time.Time{}
+	ref := s.trail.kr.LookupHash(c.Number)
 	err := s.gc.submit(ctx, func() error {
-		r, err := s.wconn.ExecContext(bg, qInsConsent, c.App, s.trail.kr.LookupHash(c.Number), sms.MaskPhone(c.Number), c.Category,
+		r, err := s.wconn.ExecContext(bg, qInsConsent, c.App, ref, sms.MaskPhone(c.Number), c.Category,
 			c.Basis, c.Source, c.GrantedAt.UnixNano())
 		if err != nil {
 			return err
@@ -210,7 +215,7 @@ func (s *SQLite) RecordConsent(ctx context.Context, c Consent) (Consent, error) 
 		if c.Seq, err = r.LastInsertId(); err != nil {
 			return err
 		}
-		return s.auditNoMessage(c.GrantedAt.UnixNano(), AuditConsentRecorded, c.App,
+		return s.auditSubject(c.GrantedAt.UnixNano(), AuditConsentRecorded, c.App, ref,
 			consentAudit{Number: sms.MaskPhone(c.Number), Category: c.Category, Basis: c.Basis, Source: c.Source})
 	})
 	if err != nil {
@@ -228,9 +233,10 @@ func (s *SQLite) WithdrawConsent(ctx context.Context, app, number, category stri
 	}
 	when := orNow(at).UnixNano()
 	n := 0
+	ref := s.trail.kr.LookupHash(number)
 	err := s.gc.submit(ctx, func() error {
 		n = 0
-		r, err := s.wconn.ExecContext(bg, qWithdrawActive, when, app, s.trail.kr.LookupHash(number), category)
+		r, err := s.wconn.ExecContext(bg, qWithdrawActive, when, app, ref, category)
 		if err != nil {
 			return err
 		}
@@ -239,7 +245,7 @@ func (s *SQLite) WithdrawConsent(ctx context.Context, app, number, category stri
 			return err
 		}
 		n = int(changed)
-		return s.auditNoMessage(when, AuditConsentWithdrawn, app,
+		return s.auditSubject(when, AuditConsentWithdrawn, app, ref,
 			consentAudit{Number: sms.MaskPhone(number), Category: category, Records: n})
 	})
 	if err != nil {

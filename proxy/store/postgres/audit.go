@@ -81,7 +81,7 @@ func (p *Postgres) AuditRange(ctx context.Context, q store.AuditQuery) ([]store.
 	}
 	var b strings.Builder
 	b.WriteString(`SELECT ` + qRecordCols + `, COALESCE(k.key_id, '') FROM audit_events e
- LEFT JOIN subject_keys k ON e.subject_ref <> '' AND k.ref = e.subject_ref WHERE e.seq > $1`)
+ LEFT JOIN subject_keys k ON length(e.sealed) > 0 AND k.ref = e.subject_ref WHERE e.seq > $1`)
 	args := []any{q.AfterSeq}
 	arg := func(cond string, v any) {
 		args = append(args, v)

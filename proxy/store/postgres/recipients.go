@@ -20,7 +20,7 @@ const (
   INSERT INTO opt_outs (number, masked, scope, app, source, created_at) VALUES ($1, $7, $2, $3, $4, $5)
   ON CONFLICT (number, scope) DO NOTHING RETURNING seq
 ), audit AS (
-  INSERT INTO audit_pending (at, kind, message_id, app, data) SELECT $5, 'optout.added', NULL, $3, $6 FROM ins
+  INSERT INTO audit_pending (at, kind, message_id, app, data, subject_ref) SELECT $5, 'optout.added', NULL, $3, $6, $1 FROM ins
 )
 SELECT count(*) FROM ins`
 	// qRemoveOptOuts deletes the opt-outs of a number an app recorded, with an audit event each
@@ -28,9 +28,9 @@ SELECT count(*) FROM ins`
 	qRemoveOptOuts = `WITH d AS (
   DELETE FROM opt_outs WHERE number = $1 AND app = $2 RETURNING seq, scope, source
 ), audit AS (
-  INSERT INTO audit_pending (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data, subject_ref)
   SELECT $3, 'optout.removed', NULL, $2,
-    ('{"number":' || to_json($4::text)::text || ',"scope":' || to_json(scope)::text || ',"source":' || to_json(source)::text || '}')::json
+    ('{"number":' || to_json($4::text)::text || ',"scope":' || to_json(scope)::text || ',"source":' || to_json(source)::text || '}')::json, $1
   FROM d ORDER BY seq
 )
 SELECT count(*) FROM d`
@@ -39,7 +39,7 @@ SELECT count(*) FROM d`
 	qInsConsent   = `WITH ins AS (
   INSERT INTO consents (app, number, masked, category, basis, source, granted_at) VALUES ($1, $2, $8, $3, $4, $5, $6) RETURNING seq
 ), audit AS (
-  INSERT INTO audit_pending (at, kind, message_id, app, data) SELECT $6, 'consent.recorded', NULL, $1, $7 FROM ins
+  INSERT INTO audit_pending (at, kind, message_id, app, data, subject_ref) SELECT $6, 'consent.recorded', NULL, $1, $7, $2 FROM ins
 )
 SELECT seq FROM ins`
 	// qWithdraw marks the records in force withdrawn with one audit event whose data matches
@@ -49,9 +49,9 @@ SELECT seq FROM ins`
 ), n AS (
   SELECT count(*) AS n FROM u
 ), audit AS (
-  INSERT INTO audit_pending (at, kind, message_id, app, data)
+  INSERT INTO audit_pending (at, kind, message_id, app, data, subject_ref)
   SELECT $1, 'consent.withdrawn', NULL, $2,
-    ('{"number":' || to_json($5::text)::text || ',"category":' || to_json($4::text)::text || ',"records":' || n.n || '}')::json
+    ('{"number":' || to_json($5::text)::text || ',"category":' || to_json($4::text)::text || ',"records":' || n.n || '}')::json, $3
   FROM n WHERE n.n > 0
 )
 SELECT n FROM n`

@@ -48,6 +48,7 @@ func RunAudit(t *testing.T, newDB AuditFactory) {
 		{"ErasureAndItsEventAreOneUnit", testErasureOneUnit},
 		{"EventAtUnixEpochVerifies", testEventAtEpoch},
 		{"AuditRangeByRecipient", testRangeByRecipient},
+		{"OptOutAndConsentEventsByRecipient", testRecipientEventsByRecipient},
 		{"OutboxPayloadSealedAndOpened", testOutboxSealed},
 	}
 	for _, tc := range tests {
@@ -354,8 +355,13 @@ func testErasure(t *testing.T, h *auditHarness) {
 	h.accept(sealedMsg("pay", "e1", numA))
 	h.accept(sealedMsg("pay", "e2", numB))
 	recs, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: numA})
-	if err != nil || len(recs) != 1 || recs[0].KeyID != h.db.Keys.ActiveDataKeyID() {
-		t.Fatalf("AuditRange = %+v, %v; want e1's event with the active data key", recs, err)
+	// The opt-out's event is the subject's too; it seals nothing, so it names no data key.
+	if err != nil || len(recs) != 2 || recs[0].Kind != store.AuditOptOutAdded || recs[0].KeyID != "" {
+		t.Fatalf("AuditRange = %+v, %v; want the opt-out's event, then e1's", recs, err)
+	}
+	recs = recs[1:]
+	if recs[0].MessageID != "e1" || recs[0].KeyID != h.db.Keys.ActiveDataKeyID() {
+		t.Fatalf("AuditRange = %+v; want e1's event with the active data key", recs)
 	}
 	pt, err := h.trail().OpenPersonal(bg, recs[0])
 	if err != nil || !strings.Contains(string(pt), numA) {
@@ -479,6 +485,59 @@ func testErasureMasksBodies(t *testing.T, h *auditHarness) {
 	h.wantVerified()
 	h.reopen()
 	check("after a reopen")
+	h.wantVerified()
+}
+
+// testRecipientEventsByRecipient checks that opt-out and consent events carry their subject's
+// lookup hash, so that a search by recipient (an access request, an erasure) lists them, and only
+// the subject's own.
+func testRecipientEventsByRecipient(t *testing.T, h *auditHarness) {
+	for _, n := range []string{numA, numB} {
+		if _, err := h.s.AddOptOut(bg, optOut("pay", n, "pay")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.s.RecordConsent(bg, store.Consent{App: "shop", Number: n, Category: "marketing",
+			Basis: store.BasisConsent, GrantedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp := optOut("shop", numA, "shop")
+	imp.Source = store.SourceImport
+	if res, err := h.s.ImportOptOuts(bg, []store.OptOut{imp, optOut("shop", numB, "shop")}); err != nil || res.Imported != 2 {
+		t.Fatalf("ImportOptOuts = %+v, %v", res, err)
+	}
+	if n, err := h.s.RemoveOptOut(bg, "pay", numA, base.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("RemoveOptOut = %d, %v", n, err)
+	}
+	if n, err := h.s.WithdrawConsent(bg, "shop", numA, "marketing", base.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("WithdrawConsent = %d, %v", n, err)
+	}
+	want := map[string][]string{
+		numA: {store.AuditOptOutAdded, store.AuditConsentRecorded, store.AuditOptOutAdded,
+			store.AuditOptOutRemoved, store.AuditConsentWithdrawn},
+		numB: {store.AuditOptOutAdded, store.AuditConsentRecorded, store.AuditOptOutAdded},
+	}
+	for _, n := range []string{numA, numB} {
+		recs, err := h.trail().AuditRange(bg, store.AuditQuery{Recipient: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, r := range recs {
+			kinds = append(kinds, r.Kind)
+			if r.SubjectRef != h.db.Keys.LookupHash(n) || len(r.Sealed) != 0 || r.MessageID != "" {
+				t.Fatalf("%s: record %d %s has subject %q, %d sealed bytes, message %q", sms.MaskPhone(n), r.Seq, r.Kind,
+					r.SubjectRef, len(r.Sealed), r.MessageID)
+			}
+			if !strings.Contains(string(r.Data), `"number":"`+sms.MaskPhone(n)+`"`) {
+				t.Fatalf("%s: record %d data = %s, want the masked number", sms.MaskPhone(n), r.Seq, r.Data)
+			}
+		}
+		if strings.Join(kinds, ",") != strings.Join(want[n], ",") {
+			t.Fatalf("events of %s = %v, want %v", sms.MaskPhone(n), kinds, want[n])
+		}
+	}
+	h.noFullNumbers(numA, numB)
 	h.wantVerified()
 }
 
