@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,12 @@ const (
 	healthyUptime       = 10 * time.Second
 	defaultStartTimeout = 10 * time.Second
 )
+
+// CodeFailed means the plugin process cannot be started again, e.g. because the binary now speaks
+// another protocol version; the supervisor gave up. Calls fail at once with an error that is not
+// retryable and says NotSent, so that the dispatcher moves messages to another provider. Only a
+// new Launch (a restart of smsproxy) brings the plugin back.
+const CodeFailed = "plugin_failed"
 
 // LaunchConfig says how to run one provider plugin.
 type LaunchConfig struct {
@@ -62,7 +69,9 @@ func (c *LaunchConfig) Validate() error {
 // Plugin is a supervised provider plugin process; it implements Provider. When the process dies,
 // calls in flight fail with an error IsRetryable reports true, calls made while it is down fail the
 // same way at once, and a background loop starts it again (with backoff), configures it and puts it
-// back in service. Receive keeps running across restarts.
+// back in service. Receive keeps running across restarts. A restart that fails for a reason no
+// retry heals (see permanent), such as a binary that now speaks another protocol version, ends the
+// restarts: every call then fails at once with a "plugin_failed" error that is not retryable.
 type Plugin struct {
 	cfg  LaunchConfig
 	log  *slog.Logger
@@ -74,6 +83,7 @@ type Plugin struct {
 	inst     *instance
 	changed  chan struct{} // closed and replaced whenever inst or closed changes
 	closed   bool
+	failed   *Error // set when the supervisor gave up; calls then return a copy
 	restarts int
 
 	stop     context.Context
@@ -86,14 +96,16 @@ var _ Provider = (*Plugin)(nil)
 // instance is one run of the plugin process.
 type instance struct {
 	client  *plugin.Client
+	kill    context.CancelFunc // kills the process; called once it is reaped, to free the context
 	rpc     *grpcClient
 	pid     int
 	started time.Time
 }
 
 // Launch starts the plugin process, checks the handshake (and the checksum, if set), configures it,
-// and returns it supervised. ctx bounds the first Configure call (StartTimeout bounds the process
-// start); the plugin then runs, restarted as needed, until Close.
+// and returns it supervised. ctx bounds the first start: when it ends, the process is killed even
+// before its handshake; StartTimeout bounds the start as well. The plugin then runs, restarted as
+// needed, until Close.
 func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -143,12 +155,20 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	return p, nil
 }
 
-// start runs the process once, up to a configured plugin.
+// start runs the process once, up to a configured plugin. When ctx ends first, the process is
+// killed at once, even before its handshake. An error with code CodeStart or CodeChecksum that is
+// not retryable cannot heal by starting again (see permanent).
 func (p *Plugin) start(ctx context.Context) (*instance, error) {
-	cmd := p.cfg.Cmd()
-	if cmd == nil {
+	orig := p.cfg.Cmd()
+	if orig == nil {
 		return nil, &Error{Code: CodeStart, Message: "no command for plugin " + p.cfg.Name}
 	}
+	// go-plugin waits for the handshake under its own lock and only for StartTimeout, and reading
+	// cmd.Process while it starts the command would race; a command bound to its own context is
+	// killed by os/exec instead. The context is cancelled only if ctx ends during the start, or
+	// once the process has been reaped.
+	killCtx, kill := context.WithCancel(context.Background())
+	cmd := killable(killCtx, orig)
 	var secure *plugin.SecureConfig
 	if p.pinned != "" {
 		// The checked copy runs; go-plugin checks it again, which only a change by this process's
@@ -169,36 +189,145 @@ func (p *Plugin) start(ctx context.Context) (*instance, error) {
 			grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes))},
 	})
 	started := time.Now()
-	cp, err := client.Client()
-	if err != nil {
+	cp, err := handshake(ctx, client, kill)
+	fail := func() {
 		client.Kill()
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		kill()
+	}
+	if err != nil {
+		fail()
+		switch {
+		case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
 			return nil, &Error{Code: CodeChecksum, Message: "plugin " + p.cfg.Name + ": the binary does not match its checksum", Err: err}
+		case handshakeRefused(err):
+			return nil, &Error{Code: CodeStart, Message: "plugin " + p.cfg.Name + ": " + err.Error(), Err: err}
 		}
 		return nil, &Error{Code: CodeStart, Message: "plugin " + p.cfg.Name + ": " + err.Error(), Retryable: true, Err: err}
 	}
 	raw, err := cp.Dispense(PluginName)
 	if err != nil {
-		client.Kill()
+		fail()
 		return nil, &Error{Code: CodeStart, Message: "plugin " + p.cfg.Name + ": " + err.Error(), Err: err}
 	}
 	rpc, ok := raw.(*grpcClient)
 	if !ok {
-		client.Kill()
+		fail()
 		return nil, &Error{Code: CodeStart, Message: "plugin " + p.cfg.Name + ": unexpected client type"}
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.StartTimeout)
 	err = rpc.configure(cctx, p.cfg.Config)
 	cancel()
 	if err != nil {
-		client.Kill()
+		fail()
 		return nil, err
 	}
-	inst := &instance{client: client, rpc: rpc, started: started}
+	inst := &instance{client: client, kill: kill, rpc: rpc, started: started}
 	if rc := client.ReattachConfig(); rc != nil {
 		inst.pid = rc.Pid
 	}
 	return inst, nil
+}
+
+// handshake starts the process and waits for its handshake, until ctx ends: kill then kills the
+// process, which ends the wait at once.
+func handshake(ctx context.Context, client *plugin.Client, kill context.CancelFunc) (plugin.ClientProtocol, error) {
+	type result struct {
+		cp  plugin.ClientProtocol
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cp, err := client.Client()
+		done <- result{cp, err}
+	}()
+	select {
+	case r := <-done:
+		return r.cp, r.err
+	case <-ctx.Done():
+		kill()
+		r := <-done // the process is gone, so this is quick
+		if r.err == nil {
+			r.err = ctx.Err()
+		}
+		return nil, r.err
+	}
+}
+
+// killable returns a copy of cmd that os/exec kills when ctx ends before the process has exited.
+// exec.Cmd has no way to add a context to a command already made, so the settings are copied.
+func killable(ctx context.Context, cmd *exec.Cmd) *exec.Cmd {
+	c := exec.CommandContext(ctx, cmd.Path)
+	c.Args = cmd.Args
+	c.Env = cmd.Env
+	c.Dir = cmd.Dir
+	c.Stdin, c.Stdout, c.Stderr = cmd.Stdin, cmd.Stdout, cmd.Stderr
+	c.ExtraFiles = cmd.ExtraFiles
+	c.SysProcAttr = cmd.SysProcAttr
+	c.WaitDelay = cmd.WaitDelay
+	c.Err = cmd.Err
+	if cmd.Cancel != nil {
+		c.Cancel = cmd.Cancel
+	}
+	return c
+}
+
+// handshakeRefused reports whether err is go-plugin refusing the plugin at the handshake: another
+// plugin protocol version, another go-plugin core protocol, or net/rpc instead of gRPC. The binary
+// answers the same way at every start, so no restart heals it. go-plugin returns these as plain
+// text, hence the match on its (long-stable) messages; TestLaunchRefusesOtherProtocol pins them.
+func handshakeRefused(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{
+		"incompatible API version with plugin",
+		"incompatible core API version with plugin",
+		"unsupported plugin protocol",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// permanent reports whether a start failed for a reason no restart can heal: a handshake refusal,
+// a checksum mismatch (the pinned copy is private and never refreshed), no command, or a plugin
+// that cannot be dispensed. Errors of Configure are not permanent, even invalid_config: the same
+// configuration was accepted before, so a refusal depends on something outside that may change.
+// Nor is a process that fails or dies before its handshake, which a crash or a lack of resources
+// can explain.
+func permanent(err error) bool {
+	switch ErrorCode(err) {
+	case CodeStart, CodeChecksum:
+		return !IsRetryable(err)
+	}
+	return false
+}
+
+// fail puts the plugin in its failed state after a permanent start error: calls then fail at once
+// with code CodeFailed, and everyone waiting for a change is woken.
+func (p *Plugin) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.failed = &Error{Code: CodeFailed, Message: "plugin " + p.cfg.Name + " cannot be started again: " + err.Error(), Err: err}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// failedError returns the error of a call to a failed plugin. It says NotSent, since no call is
+// made, and is not retryable.
+func (p *Plugin) failedError() *Error {
+	e := *p.failed
+	e.NotSent = true
+	return &e
+}
+
+// end ends inst's process (gracefully, then by force), waits for it and frees what it holds.
+func (inst *instance) end() {
+	inst.client.Kill()
+	inst.kill()
 }
 
 // setInstance replaces the current instance and wakes everyone waiting for a change. It reports
@@ -235,7 +364,7 @@ func (p *Plugin) supervise() {
 			return
 		}
 		uptime := time.Since(inst.started)
-		inst.client.Kill() // The process is gone; this reaps go-plugin's goroutines.
+		inst.end() // The process is gone; this reaps go-plugin's goroutines.
 		if uptime >= healthyUptime {
 			delay = backoffMin
 		}
@@ -252,13 +381,18 @@ func (p *Plugin) supervise() {
 			next, err := p.start(p.stop)
 			if err == nil {
 				if !p.setInstance(next, true) {
-					next.client.Kill()
+					next.end()
 					return
 				}
 				p.log.Info("plugin restarted", "pid", next.pid)
 				break
 			}
 			if p.stop.Err() != nil {
+				return
+			}
+			if permanent(err) {
+				p.fail(err)
+				p.log.Error("plugin cannot be started again; giving up until smsproxy is restarted", "code", ErrorCode(err), "err", err)
 				return
 			}
 			p.log.Warn("plugin restart failed", "code", ErrorCode(err), "err", err, "retry_in", delay)
@@ -276,6 +410,8 @@ func (p *Plugin) current() (*instance, error) {
 		e := p.closedError()
 		e.NotSent = true
 		return nil, e
+	case p.failed != nil:
+		return nil, p.failedError()
 	case p.inst == nil:
 		return nil, &Error{Code: CodeUnavailable, Message: "plugin " + p.cfg.Name + " is restarting", Retryable: true, NotSent: true}
 	}
@@ -333,10 +469,17 @@ func (p *Plugin) Receive(ctx context.Context, handle func(Event) error) error {
 	delay := backoffMin
 	for {
 		p.mu.Lock()
-		closed, inst, changed := p.closed, p.inst, p.changed
+		closed, failed, inst, changed := p.closed, p.failed != nil, p.inst, p.changed
+		var failure error
+		if failed {
+			failure = p.failedError()
+		}
 		p.mu.Unlock()
 		if closed {
 			return p.closedError()
+		}
+		if failed {
+			return failure
 		}
 		if inst == nil {
 			select {
@@ -390,11 +533,17 @@ func (p *Plugin) Receive(ctx context.Context, handle func(Event) error) error {
 func (p *Plugin) Ready(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		closed, inst, changed := p.closed, p.inst, p.changed
+		closed, failed, inst, changed := p.closed, p.failed != nil, p.inst, p.changed
+		var failure error
+		if failed {
+			failure = p.failedError()
+		}
 		p.mu.Unlock()
 		switch {
 		case closed:
 			return p.closedError()
+		case failed:
+			return failure
 		case inst != nil:
 			return nil
 		}
@@ -445,7 +594,7 @@ func (p *Plugin) Close() error {
 	p.inst = nil
 	p.mu.Unlock()
 	if inst != nil {
-		inst.client.Kill()
+		inst.end()
 	}
 	unpin(p.pinned)
 	return nil
