@@ -34,7 +34,9 @@ type outbound struct {
 	// checked, and such a row must not be handed over again.
 	finished map[string]struct{}
 	backlog  atomic.Bool // the outbox holds messages nobody dispatches
-	// unmatched holds when each receipt naming a message not recorded as sent was first refused.
+	// umu guards unmatched, which holds when each receipt naming a message not recorded as sent
+	// was first refused. It is not mu, which Submit's hand-over takes.
+	umu       sync.Mutex
 	unmatched map[string]time.Time
 }
 
@@ -51,18 +53,21 @@ const (
 // dropUnmatched reports whether a receipt whose message is not recorded as sent has been refused
 // for unmatchedFor and is to be acknowledged now.
 func (o *outbound) dropUnmatched(key string, now time.Time) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.umu.Lock()
+	defer o.umu.Unlock()
 	first, seen := o.unmatched[key]
 	if !seen {
-		if o.unmatched == nil || len(o.unmatched) >= maxUnmatched {
+		if o.unmatched == nil {
+			o.unmatched = map[string]time.Time{}
+		}
+		if len(o.unmatched) >= maxUnmatched {
 			for k, t := range o.unmatched {
 				if now.Sub(t) >= unmatchedFor {
 					delete(o.unmatched, k)
 				}
 			}
-			if o.unmatched == nil || len(o.unmatched) >= maxUnmatched {
-				o.unmatched = map[string]time.Time{}
+			if len(o.unmatched) >= maxUnmatched {
+				clear(o.unmatched)
 			}
 		}
 		o.unmatched[key] = now

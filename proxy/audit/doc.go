@@ -45,9 +45,11 @@
 // checkpoint whose anchor is (F.Seq, F.PrevHash), then delete the records with seq < F.Seq. The
 // remaining trail verifies from that anchor; deleting more than that is reported as "truncated".
 //
-// Erasure. Sealer.Erase(ctx, ref) deletes the subject key; then append a KindSubjectErased event with
-// SubjectRef set and no personal data. Every sealed field of that subject now fails to open with
-// code "subject_erased", and the chain still verifies because hashes cover ciphertext.
+// Erasure. Sealer.EraseWith(ctx, ref, destroy) runs the store's destroy under the subject's lock:
+// it deletes the subject key and, in the same transaction, appends a KindSubjectErased event with
+// SubjectRef set and no personal data (Sealer.Erase deletes the key alone). Every sealed field of
+// that subject now fails to open with code "subject_erased", and the chain still verifies because
+// hashes cover ciphertext.
 //
 // Verification (smsproxy audit verify). NewVerifier with the region, the keyring's public keys and
 // every stored checkpoint; Add each event in seq order; Finish returns a Report whose Problem names

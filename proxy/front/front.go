@@ -357,6 +357,9 @@ func jsonKind(t reflect.Type) string {
 // isJSON reports whether a Content-Type names JSON: application/json, with any parameters, and
 // a charset (if given) of UTF-8.
 func isJSON(ct []byte) bool {
+	if bytes.EqualFold(ct, []byte("application/json")) {
+		return true // the usual header: no parsing, no allocation
+	}
 	mt, params, err := mime.ParseMediaType(string(ct))
 	if err != nil || mt != "application/json" {
 		return false

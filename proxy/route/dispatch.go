@@ -402,9 +402,9 @@ func (d *Dispatcher) place(j *job, p *plan) {
 				o := j.outcome("")
 				o.Code, o.Handover = CodeHandover, name
 				o.Message = "sending to " + name + " next"
-				o.MaybeSent = append(slices.Clone(j.maybe), name)
-				if slices.Contains(j.maybe, name) {
-					o.MaybeSent = slices.Clone(j.maybe)
+				o.MaybeSent = slices.Clone(j.maybe)
+				if !slices.Contains(o.MaybeSent, name) {
+					o.MaybeSent = append(o.MaybeSent, name)
 				}
 				j.saved = o.MaybeSent
 				p.outs = append(p.outs, o)

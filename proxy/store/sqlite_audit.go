@@ -435,14 +435,14 @@ func (k *sqliteSubjectKeys) settle(ref string, gen uint64) {
 	k.mu.Unlock()
 }
 
-// Delete destroys ref's key and, in the same transaction, masks the body of every stored message
-// to the subject (eraseBodies).
+// Delete destroys ref's key, as the PostgreSQL store's does. EraseSubject erases through erase,
+// which also masks the subject's message bodies and appends the "subject.erased" event.
 func (k *sqliteSubjectKeys) Delete(ctx context.Context, ref string) error {
 	return k.erase(ctx, ref, nil)
 }
 
-// erase is the subject's erasure: the key's DELETE, the masking of its message bodies and, when req
-// is not nil, req's "subject.erased" event, in one writer transaction that commits all or none.
+// erase destroys ref's key and, when req is not nil, masks the subject's message bodies and appends
+// req's "subject.erased" event, in one writer transaction that commits all or none.
 //
 // Hints taken before the DELETE commits are void: changes moves on both before it is queued and
 // after it has committed, so a facts read that found the key while the DELETE waited for the
@@ -457,11 +457,11 @@ func (k *sqliteSubjectKeys) erase(ctx context.Context, ref string, req *erasure)
 		if err != nil {
 			return err
 		}
-		if err := k.s.eraseBodies(ref); err != nil {
-			return err
-		}
 		if req == nil {
 			return nil
+		}
+		if err := k.s.eraseBodies(ref); err != nil {
+			return err
 		}
 		n, err := r.RowsAffected()
 		if err != nil {
