@@ -1,11 +1,15 @@
 // Package limit enforces the rate limits a policy decision names, with the generic cell rate
-// algorithm (GCRA) over bounded in-process state.
+// algorithm (GCRA), or as a cap on every window, over bounded in-process state.
 //
 // A limit allows Rate events per Period. Events are spaced by the emission interval T = Period/Rate;
 // Burst events may come at once (the tolerance is (Burst-1)*T). The only state kept per key is its
 // theoretical arrival time (TAT), an int64 of nanoseconds, held with a hash of the key in sharded
 // golang-lru/v2 caches of small key groups, so memory stays bounded, at about 23 bytes a key, however
 // many keys the traffic brings.
+//
+// A Window limit instead keeps the times of a key's last Rate events, one slot each, and allows an
+// event only while fewer than Rate of them are within the last Period: a cap that holds in every
+// window, for about 23 bytes an event kept.
 //
 // Reserve takes every limit of a message together or none of them, so a message refused by its
 // third limit does not use up its first two.
@@ -49,9 +53,10 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // once after a quiet spell. It is not a sliding-window cap: right after a full burst the allowance
 // keeps refilling, so any window of one Period may hold up to Burst + Rate - 1 events (5 for 3 a
 // day with the default Burst). A cap that must hold in every window needs Burst and Rate chosen so
-// that their sum less one is the cap.
+// that their sum less one is the cap, or Window.
 type Limit struct {
-	// Key identifies the counter, e.g. "otp:device:abc". Limits with the same Key share one counter.
+	// Key identifies the counter, e.g. "otp:device:abc". Limits with the same Key share one counter:
+	// the GCRA limits one, the Window limits another, which should all have the same Rate and Period.
 	Key string
 	// Rate is the number of events allowed per Period; it must be positive.
 	Rate int
@@ -59,7 +64,14 @@ type Limit struct {
 	Period time.Duration
 	// Burst is how many events may come at once after a quiet spell; 0 means Rate.
 	Burst int
+	// Window makes the limit a cap on every window: at most Rate events in any Period, kept as the
+	// times of the last Rate events (Rate at most MaxWindowRate; Burst must be 0). An event at now is
+	// allowed if fewer than Rate of the key's recorded events are in (now-Period, now].
+	Window bool
 }
+
+// MaxWindowRate is the largest Rate of a Window limit.
+const MaxWindowRate = 16
 
 // Validate reports whether the limit can be enforced; the error is an *Error with code "invalid_limit".
 func (l Limit) Validate() error {
@@ -67,7 +79,11 @@ func (l Limit) Validate() error {
 	return err
 }
 
-// params returns the emission interval T and the tolerance (Burst-1)*T in nanoseconds.
+// maxWindowPeriod is the longest Period of a Window limit, so that now+Period cannot overflow.
+const maxWindowPeriod = time.Duration(math.MaxInt64 / 4)
+
+// params returns the emission interval T and the tolerance (Burst-1)*T in nanoseconds; for a Window
+// limit, T is the Period and the tolerance 0.
 func (l Limit) params() (t, tau int64, err error) {
 	switch {
 	case l.Rate <= 0:
@@ -80,6 +96,17 @@ func (l Limit) params() (t, tau int64, err error) {
 	t = int64(l.Period) / int64(l.Rate)
 	if t == 0 {
 		return 0, 0, &Error{CodeInvalidLimit, fmt.Sprintf("rate %d per %s is finer than a nanosecond", l.Rate, l.Period)}
+	}
+	if l.Window {
+		switch {
+		case l.Rate > MaxWindowRate:
+			return 0, 0, &Error{CodeInvalidLimit, fmt.Sprintf("window rate %d is above the maximum of %d", l.Rate, MaxWindowRate)}
+		case l.Burst != 0:
+			return 0, 0, &Error{CodeInvalidLimit, fmt.Sprintf("a window limit takes no burst, got %d", l.Burst)}
+		case l.Period > maxWindowPeriod:
+			return 0, 0, &Error{CodeInvalidLimit, fmt.Sprintf("window period %s is too long", l.Period)}
+		}
+		return int64(l.Period), 0, nil
 	}
 	burst := int64(l.Burst)
 	if burst == 0 {
@@ -122,7 +149,7 @@ func (d *Denied) Code() string {
 	return CodeRateLimited
 }
 
-// Limiter reserves GCRA cells for keys. It is safe for concurrent use.
+// Limiter reserves GCRA cells and Window events for keys. It is safe for concurrent use.
 type Limiter struct {
 	seed   maphash.Seed
 	mask   uint64 // the shard of a key hash is its low bits
@@ -141,7 +168,10 @@ type shard struct {
 	_    [32]byte // keep neighbouring shards' locks off one cache line
 }
 
-// slot is one key's state: its hash and its theoretical arrival time in Unix nanoseconds.
+// slot is one key's state: its hash and its theoretical arrival time in Unix nanoseconds. A Window
+// key has up to Rate slots, under hashes derived from its own (see slotHash), each holding the time
+// one recorded event leaves the window (the event's time plus Period), so that for both kinds a slot
+// whose tat is not after now is at rest: forgetting it changes nothing.
 type slot struct {
 	hash uint64
 	tat  int64
@@ -150,9 +180,17 @@ type slot struct {
 // groupKeys is how many keys a group holds on average once its shard is full.
 const groupKeys = 32
 
+// slotHash returns the hash of slot i of the Window key hashed h. The key's shard and group come
+// from h, so all its slots share one group and one lock.
+func slotHash(h uint64, i int) uint64 { return h ^ uint64(i+1)*0x9e3779b97f4a7c15 }
+
 // New returns a Limiter that remembers at most size keys; roughly the least recently used keys are
 // forgotten first, and a forgotten key starts again with a full burst. Size it at about twice the
 // number of keys active within the longest Period in use (about 23 bytes a key).
+//
+// A Window key counts as one key per event it keeps, up to its Rate (a slot is reused once its
+// event has left the window). Slots are forgotten as keys are, one by one, and a forgotten slot
+// counts as no event: like a forgotten GCRA key, it can only make the limit more permissive.
 //
 // Keys are spread over a power-of-two number of shards, each with its own lock and an equal share of
 // size, and within a shard over groups of about 32 keys, kept in a golang-lru/v2 LRU. Until a shard
@@ -196,7 +234,7 @@ func New(size int) (*Limiter, error) {
 	return l, nil
 }
 
-// Len returns the number of keys remembered.
+// Len returns the number of keys remembered, a Window key counting once for each slot it holds.
 func (l *Limiter) Len() int {
 	n := 0
 	for i := range l.shards {
@@ -218,7 +256,7 @@ func find(v []slot, hash uint64) int {
 	return -1
 }
 
-// named reports whether a cell of cs has the key hash.
+// named reports whether a cell of cs has the key hash (for a Window cell, the hash of its slot).
 func named(cs []cell, hash uint64) bool {
 	for i := range cs {
 		if cs[i].hash == hash {
@@ -296,16 +334,22 @@ func (s *shard) trim(shard uint32, cs []cell) {
 	}
 }
 
-// cell is one key's part of a reservation.
+// cell is one key's part of a reservation. For a Window cell, hash is the hash of the slot the event
+// is recorded in, prev that slot's value before (0 if it was not held) and tat the time the event
+// leaves the window.
 type cell struct {
-	hash  uint64
-	t     int64 // emission interval
-	tau   int64 // tolerance
-	prev  int64 // TAT before (for checking and chaining)
-	tat   int64 // TAT this reservation set
+	hash  uint64 // hash of the slot written
+	key   uint64 // hash of the key
+	t     int64  // emission interval; the Period of a Window cell
+	tau   int64  // tolerance
+	prev  int64  // TAT before (for checking and chaining)
+	tat   int64  // TAT this reservation set
 	shard uint32
 	group uint32
-	dup   bool // an earlier cell of the same reservation has the same key
+	dup   bool  // an earlier cell of the same reservation, of the same kind, has the same key
+	win   bool  // a Window limit
+	rate  uint8 // a Window limit's Rate
+	idx   uint8 // the slot a Window cell writes
 }
 
 // inline is how many limits a Reservation holds without allocating.
@@ -331,7 +375,9 @@ func (r *Reservation) cells() []cell {
 // key whose TAT is still the one this reservation set, the TAT moves back by T, exactly undoing the
 // reservation. A key that another reservation has moved on since, or that was forgotten, is left
 // alone: its cell stays used until it expires, so Cancel can never let more events through than the
-// limit allows. Reservations cancelled newest first undo each other in full. Cancel is idempotent.
+// limit allows. Reservations cancelled newest first undo each other in full. A Window event is
+// undone by giving its slot back its value before, if the slot still holds the event; events of a
+// Window key are independent, so they can be cancelled in any order. Cancel is idempotent.
 func (r *Reservation) Cancel() {
 	if r == nil || r.l == nil || r.canceled {
 		return
@@ -345,13 +391,19 @@ func (r *Reservation) Cancel() {
 		c := &cs[i]
 		v, _ := r.l.shards[c.shard].lru.Peek(c.group)
 		if j := find(v, c.hash); j >= 0 && v[j].tat == c.tat {
-			v[j].tat = c.tat - c.t
+			if c.win {
+				v[j].tat = c.prev
+			} else {
+				v[j].tat = c.tat - c.t
+			}
 		}
 	}
 }
 
-// Reserve takes one cell of every limit at now, or none of them. It returns a *Denied naming the
-// first limit that refuses, or that is invalid, and then changes nothing.
+// Reserve takes one cell of every limit at now (for a Window limit, records an event at now), or
+// none of them. It returns a *Denied naming the first limit that refuses, or that is invalid, and
+// then changes nothing. A Window limit refuses while Rate of its key's events are within the last
+// Period, with RetryAfter the time until the oldest of them leaves it.
 func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) {
 	r := Reservation{l: l, n: len(limits)}
 	if len(limits) == 0 {
@@ -370,11 +422,14 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 			return Reservation{}, &Denied{Index: i, Err: err}
 		}
 		h := maphash.String(l.seed, lim.Key)
-		cs[i] = cell{hash: h, t: t, tau: tau, shard: uint32(h & l.mask), group: uint32((h >> 32) * l.groups >> 32)}
+		cs[i] = cell{hash: h, key: h, t: t, tau: tau, shard: uint32(h & l.mask), group: uint32((h >> 32) * l.groups >> 32)}
+		if lim.Window {
+			cs[i].win, cs[i].rate = true, uint8(lim.Rate)
+		}
 	}
 	for i := range cs {
 		for j := range i {
-			if cs[j].hash == cs[i].hash {
+			if cs[j].key == cs[i].key && cs[j].win == cs[i].win {
 				cs[i].dup = true
 				break
 			}
@@ -387,10 +442,16 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 	// Check every limit against the TAT it would see, chaining keys named twice.
 	for i := range cs {
 		c := &cs[i]
+		if c.win {
+			if d := l.window(cs, i, ts); d != nil {
+				return Reservation{}, d
+			}
+			continue
+		}
 		prev := int64(math.MinInt64)
 		if c.dup {
 			for j := i - 1; j >= 0; j-- {
-				if cs[j].hash == c.hash {
+				if !cs[j].win && cs[j].key == c.key {
 					prev = cs[j].tat
 					break
 				}
@@ -412,6 +473,49 @@ func (l *Limiter) Reserve(now time.Time, limits []Limit) (Reservation, *Denied) 
 		l.shards[cs[i].shard].trim(cs[i].shard, cs)
 	}
 	return r, nil
+}
+
+// window checks the Window cell cs[i] at ts, counting the events of the cells before it that name
+// the same key, and chooses the slot it will write: one at rest that is held, else one not held.
+func (l *Limiter) window(cs []cell, i int, ts int64) *Denied {
+	c := &cs[i]
+	var vals [MaxWindowRate]int64 // when each slot's event leaves the window
+	var held uint32               // the slots held
+	s := &l.shards[c.shard]
+	for k := range int(c.rate) {
+		if v, ok := s.touch(c.group, slotHash(c.key, k)); ok {
+			vals[k], held = v, held|1<<k
+		}
+	}
+	if c.dup {
+		for j := range i {
+			if e := &cs[j]; e.win && e.key == c.key && e.idx < c.rate {
+				vals[e.idx], held = e.tat, held|1<<e.idx
+			}
+		}
+	}
+	count, oldest, rest, free := 0, int64(math.MaxInt64), -1, -1
+	for k := range int(c.rate) {
+		switch {
+		case held&(1<<k) == 0:
+			if free < 0 {
+				free = k
+			}
+		case vals[k] > ts:
+			count++
+			oldest = min(oldest, vals[k])
+		case rest < 0:
+			rest = k
+		}
+	}
+	if count >= int(c.rate) {
+		return &Denied{Index: i, RetryAfter: time.Duration(oldest - ts)}
+	}
+	if rest >= 0 {
+		free = rest
+	}
+	c.idx, c.hash, c.prev, c.tat = uint8(free), slotHash(c.key, free), vals[free], ts+c.t
+	return nil
 }
 
 // lock takes the locks of every shard the cells touch, in ascending shard order so that two
