@@ -12,8 +12,8 @@
 # The limits that depend on the message's class alone (the app, the country, 10DLC) are class_limits,
 # reserved by every message of the class; the rest depend on the message (its number or device).
 #
-# smsproxy.limit_for(value, data.region.limits, limit) adds the rate, period and burst (0 when absent)
-# of the region's limit named by "limit" to the rule's code, counter key and sentence, writing the
+# smsproxy.limit_for(value, data.region.limits, limit) adds the rate, period and burst (0 when absent),
+# and "window": true when the region marks the limit a window cap, of the region's limit named by "limit" to the rule's code, counter key and sentence, writing the
 # message's value where they say {value} and the region's numbers where the sentence says {rate} and
 # {period}. A per-message limit reads the region's limits from its class (input.class.region_limits).
 # Limits are declared for every allowed message, so the limit is a constant the built-in

@@ -235,3 +235,42 @@ func TestRecordMasksTemplateParams(t *testing.T) {
 		t.Errorf("recorded body %q: parameters without a mask must stay", rec.Body)
 	}
 }
+
+// TestOTPPerDeviceIsAWindow: dev's otp_per_device (3 per 24h) is a window cap, so a device gets at
+// most 3 OTPs in any 24h. At one instant the 4th is denied; 9h later too, where a GCRA rate of 3 per
+// 24h would have let one more through (it admits up to 5 in 24h); a day after the first three, one
+// is admitted again. Each OTP goes to another number so that otp_per_number does not deny it.
+func TestOTPPerDeviceIsAWindow(t *testing.T) {
+	p, _ := submitProxy(t)
+	start := time.Now()
+	now := start
+	p.now = func() time.Time { return now }
+	n := 0
+	submit := func() error {
+		n++
+		d := sms.Draft{App: "dev", To: fmt.Sprintf("+65912345%02d", n), From: "PAYLINK88", Category: "otp", DeviceID: "dev-window",
+			Template: &sms.TemplateRef{ID: "otp_transaction", Locale: "en-SG", Params: map[string]string{"code": "739215"}}}
+		_, err := p.Submit(context.Background(), "dev", d)
+		return err
+	}
+	denied := func(err error) bool {
+		var e *Error
+		return errors.As(err, &e) && e.Code == "otp_device_daily_limit"
+	}
+	for i := range 3 {
+		if err := submit(); err != nil {
+			t.Fatalf("OTP %d: %v", i+1, err)
+		}
+	}
+	if err := submit(); !denied(err) {
+		t.Fatalf("4th OTP at the same instant: %v; want otp_device_daily_limit", err)
+	}
+	now = start.Add(9 * time.Hour)
+	if err := submit(); !denied(err) {
+		t.Fatalf("OTP 9h later, the 4th in 24h: %v; want otp_device_daily_limit (a window, not a GCRA rate)", err)
+	}
+	now = start.Add(24*time.Hour + time.Second)
+	if err := submit(); err != nil {
+		t.Fatalf("OTP a day after the first three: %v", err)
+	}
+}

@@ -233,7 +233,10 @@ func toLimits(ls []policy.Limit) ([]limit.Limit, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = limit.Limit{Key: l.Key, Rate: l.Rate, Period: d, Burst: l.Burst}
+		out[i] = limit.Limit{Key: l.Key, Rate: l.Rate, Period: d, Burst: l.Burst, Window: l.Window}
+		if l.Window {
+			out[i].Burst = 0 // a window allows Rate events in any Period; it has no burst
+		}
 	}
 	return out, nil
 }

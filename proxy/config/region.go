@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/smsproxy/smsproxy/proxy/limit"
 	"github.com/smsproxy/smsproxy/proxy/sms"
 )
 
@@ -84,6 +85,10 @@ type limitSpec struct {
 	Burst  int    `yaml:"burst,omitempty" json:"burst,omitempty"`
 	// Digits is the length of the number prefix a velocity_prefix limit counts by ("+6591" is 4 digits).
 	Digits int `yaml:"digits,omitempty" json:"digits,omitempty"`
+	// Window, when true, makes the limit a cap on every window: at most Rate events in any Period
+	// (limit.Limit.Window), instead of a GCRA rate that admits up to Burst + Rate - 1 per Period. It is
+	// kept as decoded (nil when absent) so that a value that is not a bool is refused naming the key.
+	Window any `yaml:"window,omitempty" json:"window,omitempty"`
 }
 
 // limitNames are the limits policies declare; any other name is a typo.
@@ -322,6 +327,16 @@ func LoadRegion(fsys fs.FS, name string) (*Region, error) {
 		}
 		if l.Burst < 0 {
 			add(regionPath, key+".burst", "must not be negative")
+		}
+		if l.Window != nil {
+			switch w, ok := l.Window.(bool); {
+			case !ok:
+				add(regionPath, key+".window", "must be a bool, got %v", l.Window)
+			case w && l.Rate > limit.MaxWindowRate:
+				add(regionPath, key+".rate", "a window limit allows at most %d events per period, got %d", limit.MaxWindowRate, l.Rate)
+			case w && l.Burst != 0:
+				add(regionPath, key+".burst", "a window limit has no burst: it allows rate events in any period")
+			}
 		}
 	}
 	for i, t := range tf.Templates {

@@ -53,7 +53,7 @@ const (
 	// BuiltinLimitFor is smsproxy.limit_for(value, limits, limit): the limit {"key", "rate", "period",
 	// "burst", "code", "message"} a rule declares, for a limit {"limit": name, "code": c, "key": k,
 	// "message": m}. limits is data.region.limits, whose entry name gives {"rate": n, "period": p} and
-	// an optional "burst" (0 when absent); k and m hold the message's value (an app, a number, …) where
+	// an optional "burst" (0 when absent) and "window" (copied as "window": true only when true); k and m hold the message's value (an app, a number, …) where
 	// they say "{value}", and m the entry's rate and period where it says "{rate}" and "{period}". The
 	// limit is a constant in the policy, so the rule builds nothing of its own: the sentence is split at
 	// its placeholders once per policy, not once per message. It is undefined when limits has no entry
@@ -510,15 +510,24 @@ func limitForBuiltin(_ rego.BuiltinContext, valueTerm, limitsTerm, specTerm *ast
 	if key == nil {
 		key = ast.StringTerm(fill(t.key, &values))
 	}
-	return ast.ObjectTerm(
-		[2]*ast.Term{keyLimit, t.name},
-		[2]*ast.Term{keyKey, key},
-		[2]*ast.Term{keyRate, rateTerm},
-		[2]*ast.Term{keyPeriod, period},
-		[2]*ast.Term{keyBurst, burst},
-		[2]*ast.Term{keyCode, t.code},
-		[2]*ast.Term{keyMessage, ast.StringTerm(fill(t.message, &values))},
-	), nil
+	fields := [][2]*ast.Term{
+		{keyLimit, t.name},
+		{keyKey, key},
+		{keyRate, rateTerm},
+		{keyPeriod, period},
+		{keyBurst, burst},
+		{keyCode, t.code},
+		{keyMessage, ast.StringTerm(fill(t.message, &values))},
+	}
+	// window is copied only when true, so a GCRA limit's object is as before.
+	if w := cfg.Get(keyWindow); w != nil {
+		if b, ok := w.Value.(ast.Boolean); ok && bool(b) {
+			fields = append(fields, [2]*ast.Term{keyWindow, ast.InternedTerm(true)})
+		} else if !ok {
+			return nil, fmt.Errorf("%s: window must be a boolean, got %s", BuiltinLimitFor, ast.ValueName(w.Value))
+		}
+	}
+	return ast.ObjectTerm(fields...), nil
 }
 
 // wholeNumber returns n as format_int(n, 10) writes it, if n is a whole number.

@@ -29,7 +29,8 @@ type Reason struct {
 	Rule    string `json:"rule"`
 }
 
-// Limit is a GCRA limit: at most Rate events per Period, with Burst allowed at once.
+// Limit is a GCRA limit: at most Rate events per Period, with Burst allowed at once; or, with Window,
+// a cap of at most Rate events in any window of Period.
 type Limit struct {
 	// Name is the region limit it applies, e.g. "otp_per_device"; it names the rule of a denial,
 	// which, unlike Key, holds no number or device id. Optional: a denial then names Code.
@@ -42,6 +43,9 @@ type Limit struct {
 	Period string `json:"period"`
 	// Burst is how many events may come at once; 0 means Rate.
 	Burst int `json:"burst"`
+	// Window makes the limit a cap on every window: at most Rate events in any Period (Burst is then
+	// 0), where a GCRA rate admits up to Burst + Rate - 1 per Period.
+	Window bool `json:"window,omitempty"`
 	// Code is the denial code when the limit is exceeded.
 	Code string `json:"code"`
 	// Message is the sentence shown when the limit is exceeded.

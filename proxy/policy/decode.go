@@ -21,6 +21,7 @@ var (
 	keyRate        = ast.InternedTerm("rate")
 	keyPeriod      = ast.InternedTerm("period")
 	keyBurst       = ast.InternedTerm("burst")
+	keyWindow      = ast.InternedTerm("window")
 	keyProviders   = ast.InternedTerm("providers")
 	keyField       = ast.InternedTerm("field")
 	keyStyle       = ast.InternedTerm("style")
@@ -216,6 +217,13 @@ func decodeLimit(v ast.Value) (l Limit, err error) {
 	}
 	if l.Burst, err = fieldInt(obj, keyBurst, false); err != nil {
 		return l, err
+	}
+	if w := get(obj, keyWindow); w != nil {
+		b, ok := w.(ast.Boolean)
+		if !ok {
+			return l, shapeError("%v is a %s, not a boolean", keyWindow, ast.ValueName(w))
+		}
+		l.Window = bool(b)
 	}
 	if l.Code, err = fieldString(obj, keyCode, true); err != nil {
 		return l, err

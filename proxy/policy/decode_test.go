@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,7 @@ func TestDecideRefusesIllShapedDecisions(t *testing.T) {
 		{"limit with bad period", `decision := {"allow": true, "limits": [{"key": "app:a", "rate": 1, "period": "1 day", "code": "c", "message": "m"}]}`, "period"},
 		{"limit with fractional rate", `decision := {"allow": true, "limits": [{"key": "app:a", "rate": 1.5, "period": "1s", "code": "c", "message": "m"}]}`, "rate"},
 		{"limit with zero rate", `decision := {"allow": true, "limits": [{"key": "app:a", "rate": 0, "period": "1s", "code": "c", "message": "m"}]}`, "rate"},
+		{"limit with window not a boolean", `decision := {"allow": true, "limits": [{"key": "otp:device:d", "rate": 3, "period": "24h", "window": "yes", "code": "c", "message": "m"}]}`, `limits[0]: "window" is a string, not a boolean`},
 		{"provider not a string", `decision := {"allow": true, "route": {"providers": [1]}}`, "providers[0]"},
 		{"route not an object", `decision := {"allow": true, "route": ["a"]}`, "route"},
 		{"mask without style", `decision := {"allow": true, "masks": [{"field": "to"}]}`, "masks[0]"},
@@ -65,6 +67,24 @@ func TestDecideMinimalAndSetDecisions(t *testing.T) {
 	}
 	if strings.Join(d.Route.Providers, ",") != "a,b" {
 		t.Errorf("providers %v", d.Route.Providers)
+	}
+}
+
+// TestDecideWindowLimit reads a limit's optional window: true for a window cap, false when absent.
+func TestDecideWindowLimit(t *testing.T) {
+	d, err := decideWith(t, `decision := {"allow": true, "limits": [
+		{"limit": "otp_per_device", "key": "otp:device:d", "rate": 3, "period": "24h", "window": true, "code": "c", "message": "m"},
+		{"key": "app:a", "rate": 5, "period": "1s", "burst": 10, "code": "c", "message": "m"},
+	]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Limit{
+		{Name: "otp_per_device", Key: "otp:device:d", Rate: 3, Period: "24h", Window: true, Code: "c", Message: "m"},
+		{Key: "app:a", Rate: 5, Period: "1s", Burst: 10, Code: "c", Message: "m"},
+	}
+	if !reflect.DeepEqual(d.Limits, want) {
+		t.Errorf("limits %+v, want %+v", d.Limits, want)
 	}
 }
 
