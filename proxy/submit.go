@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -159,16 +160,12 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// 6 dispatch: hand the message to the dispatcher; the outbox row covers a crash from here on.
 	p.dispatch(item)
 
-	first := ""
-	if len(providers) > 0 {
-		first = providers[0]
-	}
 	return sms.Accepted{
 		ID:       msg.ID,
 		Status:   store.StatusAccepted,
 		Encoding: msg.Encoding,
 		Segments: msg.Segments,
-		Provider: first,
+		Provider: providers[0], // the route is not empty: an empty one was refused above
 		Country:  msg.To.Country,
 	}, nil
 }
@@ -260,12 +257,13 @@ func maskParams(msg *sms.Message, masks map[string]string) string {
 	}
 	type param struct{ value, style string }
 	var ps []param
-	for name, v := range msg.Template.Params {
-		if style, ok := masks["template.params."+name]; ok && style != "none" && v != "" {
+	for field, style := range masks { // a few entries, most not about parameters
+		name, ok := strings.CutPrefix(field, "template.params.")
+		if v := msg.Template.Params[name]; ok && style != "none" && v != "" {
 			ps = append(ps, param{v, style})
 		}
 	}
-	sort.Slice(ps, func(i, j int) bool { return len(ps[i].value) > len(ps[j].value) })
+	slices.SortFunc(ps, func(a, b param) int { return len(b.value) - len(a.value) })
 	for _, p := range ps {
 		body = strings.ReplaceAll(body, p.value, mask(p.style, p.value))
 	}

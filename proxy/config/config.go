@@ -163,7 +163,7 @@ func Default() Config {
 		DataDir:         "./data",
 		ShutdownTimeout: Duration(15 * time.Second),
 		Log:             Log{Level: "info", Format: "json"},
-		Apps:            []App{{Name: "dev", KeySHA256: devKeySHA256()}},
+		Apps:            []App{{Name: "dev", KeySHA256: devKeySHA256}},
 		Limits:          Limits{Keys: 2_000_000},
 		Store:           Store{Path: "smsproxy.db", MaxBatch: 512},
 		Dispatch: Dispatch{
@@ -181,10 +181,11 @@ func Default() Config {
 	}
 }
 
-func devKeySHA256() string {
+// devKeySHA256 is the hex SHA-256 of DevAPIKey, as apps' key_sha256 holds it.
+var devKeySHA256 = func() string {
 	sum := sha256.Sum256([]byte(DevAPIKey))
 	return hex.EncodeToString(sum[:])
-}
+}()
 
 // CheckServe reports what a config that passed Validate still lacks to serve apps: at least one
 // app (outside region dev, no built-in app stands in).
@@ -199,7 +200,7 @@ func (c *Config) CheckServe() error {
 func (c *Config) DevKeyApps() []string {
 	var names []string
 	for _, a := range c.Apps {
-		if a.KeySHA256 == devKeySHA256() {
+		if a.KeySHA256 == devKeySHA256 {
 			names = append(names, a.Name)
 		}
 	}
@@ -298,7 +299,7 @@ func (c *Config) Validate() error {
 			add(key+".key_sha256", "must be 64 hex characters (the SHA-256 of the key)")
 		} else if hashes[a.KeySHA256] {
 			add(key+".key_sha256", "two apps share one API key")
-		} else if a.KeySHA256 == devKeySHA256() && c.Region != "dev" {
+		} else if a.KeySHA256 == devKeySHA256 && c.Region != "dev" {
 			add(key+".key_sha256", "is the public development key %q; it serves region dev only", DevAPIKey)
 		}
 		hashes[a.KeySHA256] = true
