@@ -163,6 +163,19 @@ func runTests(ctx context.Context, modules map[string]*ast.Module, store storage
 	return out, nil
 }
 
+// CompileLive is Compile for a bundle that will decide: it also refuses one without a passing
+// test (CodeNoTests). Shadow candidates, which never decide, need only Compile.
+func CompileLive(ctx context.Context, b Bundle) (*Prepared, error) {
+	p, err := Compile(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Tested(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // Compile parses and compiles a bundle, runs its Rego tests and prepares the decision query.
 // A bundle that does not compile (CodeCompile), has a failing or erroring test (CodeTestFailed)
 // or has no data.smsproxy.decision rule (CodeNoDecision) is refused. A bundle without a passing test

@@ -91,10 +91,7 @@ func (e *Engine) Reload(ctx context.Context, load func() (Bundle, error)) error 
 		e.log.Debug("policy unchanged", "revision", b.Revision)
 		return nil
 	}
-	p, err := Compile(ctx, b)
-	if err == nil {
-		err = p.Tested()
-	}
+	p, err := CompileLive(ctx, b)
 	if err != nil {
 		e.log.Error("policy reload refused; keeping the current policy",
 			"revision", revisionOf(old), "refused_revision", b.Revision, "code", ErrorCode(err), "error", err)
