@@ -2,10 +2,10 @@ package store
 
 import (
 	"context"
-	"github.com/smsproxy/smsproxy/proxy/sms"
 	"time"
 
 	"github.com/smsproxy/smsproxy/proxy/audit"
+	"github.com/smsproxy/smsproxy/proxy/sms"
 )
 
 // AuditTrail is the tamper-evident audit trail a store keeps beside its messages (package audit does the

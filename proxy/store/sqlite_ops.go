@@ -277,14 +277,6 @@ type receiptAudit struct {
 	ProviderAt int64 `json:"provider_at,omitempty"`
 }
 
-// providerAt is a receipt's own time in unix nanoseconds, 0 when it has none.
-func providerAt(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
 // ApplyReceipt applies a delivery receipt to the message it correlates with through the provider
 // message id: the status changes and a "message.<status>" audit event is written. A receipt for a
 // message already final changes nothing and returns Applied false, since providers repeat
@@ -311,7 +303,7 @@ func (s *SQLite) ApplyReceipt(ctx context.Context, r Receipt) (ReceiptResult, er
 		return ReceiptResult{}, err
 	}
 	op := &receiptOp{r: r, kind: kind, c: c, at: time.Now().UnixNano(),
-		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, providerAt(r.At)})}
+		data: mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, r.ProviderAt()})}
 	if err := s.gc.submitSetLazy(ctx, op); err != nil {
 		return ReceiptResult{}, err
 	}

@@ -302,6 +302,14 @@ type Receipt struct {
 	At time.Time
 }
 
+// ProviderAt is At in unix nanoseconds, as a receipt event's data keeps it; 0 when it has none.
+func (r Receipt) ProviderAt() int64 {
+	if r.At.IsZero() {
+		return 0
+	}
+	return r.At.UnixNano()
+}
+
 // ReceiptResult tells which message a receipt belonged to and whether it changed anything.
 type ReceiptResult struct {
 	MessageID string

@@ -330,8 +330,7 @@ func (p *Postgres) Purge(ctx context.Context, pp store.PurgePolicy) (store.Purge
 		expr = b.String()
 	}
 	args = append(args, pp.BatchSize)
-	// Final messages, and sent ones never confirmed, as in the SQLite store; one in the outbox stays.
-	q := `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE status IN ('delivered', 'failed', 'undeliverable', 'sent')
+	q := `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE status IN ` + purgedStatuses + `
  AND updated_at < ` + expr + ` LIMIT $` + strconv.Itoa(len(args)) + `)`
 	for {
 		tag, err := p.pool.Exec(ctx, q, args...)

@@ -78,6 +78,10 @@ func fromNanos(n int64) time.Time {
 // finalStatuses is the SQL list of statuses a message never leaves.
 const finalStatuses = `('delivered', 'failed', 'undeliverable')`
 
+// purgedStatuses is the SQL list of statuses whose messages the retention purge takes: the final
+// ones, and sent never confirmed by a receipt. A message still in the outbox stays.
+const purgedStatuses = `('delivered', 'failed', 'undeliverable', 'sent')`
+
 // qAccept inserts a message with its audit event and outbox row unless its id or its app's
 // idempotency key is taken; it returns the new message, or the one holding the key.
 const qAccept = `WITH ins AS (
@@ -475,14 +479,6 @@ type receiptAudit struct {
 	ProviderAt int64 `json:"provider_at,omitempty"`
 }
 
-// providerAt is a receipt's own time in unix nanoseconds, 0 when it has none.
-func providerAt(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
 // qReceipt finds a receipt's message through its provider message id, locks it, and unless it is
 // final moves it to the receipt's status with an audit event; it returns the message as it was.
 const qReceipt = `WITH m AS (
@@ -524,7 +520,7 @@ func (p *Postgres) ApplyReceipt(ctx context.Context, r store.Receipt) (store.Rec
 		return store.ReceiptResult{}, err
 	}
 	at := time.Now().UnixNano()
-	data := mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, providerAt(r.At)})
+	data := mustJSON(receiptAudit{r.Provider, r.ProviderMessageID, r.Code, r.ProviderAt()})
 	var res store.ReceiptResult
 	var found bool
 	err := p.w.submit(ctx, func(b *pgx.Batch) {
