@@ -65,20 +65,22 @@ type Options struct {
 
 // Proxy is one running regional proxy.
 type Proxy struct {
-	cfg     config.Config
-	log     *slog.Logger
-	now     func() time.Time
-	rt      atomic.Pointer[runtime]
-	policy  *policy.Engine
-	limiter limiter
-	store   messageStore
-	front   *front.Front
-	out     *outbound
-	facts   *recipientFacts
-	shadow  *shadow // nil unless shadow_policies_dir is set
-	ready   atomic.Bool
-	keys    *audit.Keyring
-	admins  map[string]bool
+	cfg config.Config
+	log *slog.Logger
+	now func() time.Time
+	rt  atomic.Pointer[runtime]
+	// reloadMu serialises Reload.
+	reloadMu sync.Mutex
+	policy   *policy.Engine
+	limiter  limiter
+	store    messageStore
+	front    *front.Front
+	out      *outbound
+	facts    *recipientFacts
+	shadow   *shadow // nil unless shadow_policies_dir is set
+	ready    atomic.Bool
+	keys     *audit.Keyring
+	admins   map[string]bool
 	// keyLocks holds each Idempotency-Key while its request is in Submit.
 	keyLocks keyLocks
 }
@@ -197,6 +199,10 @@ func (p *Proxy) loadBundle(region *config.Region) (policy.Bundle, error) {
 // new revisions), and so is every refused one ("policy.refused", with the kept revision and the
 // error's code). A reload that changes nothing records nothing.
 func (p *Proxy) Reload(ctx context.Context) error {
+	// One reload at a time: SIGHUP and the file watcher may both fire, and two reloads interleaved
+	// could leave the newer bundle beside the older region data (each stores its own at the end).
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
 	old := p.policy.Revision()
 	rt, err := p.loadRuntime()
 	if err != nil {
