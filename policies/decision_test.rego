@@ -199,6 +199,22 @@ test_quiet_hours_in_any_zone_of_the_number if {
 	decide(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": "", "local_hours": [12, 9]})).allow
 }
 
+test_quiet_hours_in_every_mobile_zone_of_the_country if {
+	# At this now (00:00 UTC) the number's own zone says 10:00, outside quiet hours 09-10; Jayapura
+	# (UTC+9), one of the country's mobile zones, says 09:00: a mobile is refused, a landline not.
+	msg := fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": "Asia/Singapore", "local_hour": 10})
+	decide_in_region(msg) with data.region as fixtures.region
+	d := decide_in_region(msg) with data.region as fixtures.region
+		with data.region.countries.SG.mobile_time_zones as ["Asia/Singapore", "Asia/Jayapura"]
+		with data.region.countries.SG.quiet_hours as {"start": 9, "end": 10}
+	fixtures.codes(d.reasons) == {"quiet_hours"}
+	landline := object.union(msg, {"message": object.union(msg.message, {"number_type": "fixed_line"})})
+	e := decide_in_region(landline) with data.region as fixtures.region
+		with data.region.countries.SG.mobile_time_zones as ["Asia/Singapore", "Asia/Jayapura"]
+		with data.region.countries.SG.quiet_hours as {"start": 9, "end": 10}
+	e.allow
+}
+
 test_quiet_hours_unknown_time_is_quiet if {
 	msg := object.remove(fixtures.input_facts({"category": "marketing", "body": "Sale"}, {"time_zone": ""}), ["now"])
 	refused(msg, {"quiet_hours"})

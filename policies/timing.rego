@@ -22,6 +22,14 @@ in_quiet_hours if {
 	quiet_at(hour)
 }
 
+# A mobile number of a country whose mobile numbers do not tell the zone (mobile_time_zones) is in
+# quiet hours when it is in any of the country's zones.
+in_quiet_hours if {
+	input.message.number_type == "mobile"
+	some zone in country_data.mobile_time_zones
+	quiet_at(smsproxy.local_time(zone, input.now).hour)
+}
+
 quiet_at(hour) if {
 	quiet.start <= quiet.end
 	hour >= quiet.start

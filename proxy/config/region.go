@@ -196,6 +196,9 @@ var countryKeys = map[string]string{
 	"quiet_hours": "map",
 	// time_zone is the zone used when the proxy could not tell the recipient's own.
 	"time_zone": "string",
+	// mobile_time_zones lists every zone a mobile number of the country may be in, where numbers
+	// do not tell (Indonesia: WIB, WITA, WIT); marketing must be outside quiet hours in each.
+	"mobile_time_zones": "list",
 	// sender_registration maps a sender kind to "required" or "optional"; unlisted kinds are required.
 	"sender_registration": "map",
 }
@@ -504,6 +507,14 @@ func checkCountryKey(k string, v any) []string {
 			out = append(out, "must be an IANA time zone such as Asia/Singapore")
 		} else if _, err := time.LoadLocation(s); err != nil {
 			out = append(out, fmt.Sprintf("%q is not a known IANA time zone", s))
+		}
+	case "mobile_time_zones":
+		for i, z := range v.([]any) {
+			if s, _ := z.(string); s == "" || s == "Local" {
+				out = append(out, fmt.Sprintf("[%d]: must be an IANA time zone such as Asia/Makassar", i))
+			} else if _, err := time.LoadLocation(s); err != nil {
+				out = append(out, fmt.Sprintf("[%d]: %q is not a known IANA time zone", i, s))
+			}
 		}
 	case "sender_registration":
 		for kind, reg := range v.(map[string]any) {

@@ -59,6 +59,7 @@ func TestComplianceKeysErrorsNameFileAndKey(t *testing.T) {
 		{"quiet hour out of range", country("quiet_hours: {start: 25, end: 8}"), "x/region.yaml: countries.SG.quiet_hours: start: must be an hour"},
 		{"quiet hours unknown key", country("quiet_hours: {start: 21, end: 8, tz: x}"), "x/region.yaml: countries.SG.quiet_hours: tz: unknown key"},
 		{"unknown time zone", country("time_zone: Mars/Olympus"), `x/region.yaml: countries.SG.time_zone: "Mars/Olympus" is not a known IANA time zone`},
+		{"unknown mobile time zone", country("mobile_time_zones: [Asia/Jakarta, Mars/Olympus]"), `x/region.yaml: countries.SG.mobile_time_zones: [1]: "Mars/Olympus" is not a known IANA time zone`},
 		{"sender kind", country("sender_registration: {pigeon: required}"), "x/region.yaml: countries.SG.sender_registration: pigeon: not a sender kind"},
 		{"registration value", country("sender_registration: {alphanumeric: maybe}"), `x/region.yaml: countries.SG.sender_registration: alphanumeric: must be "required" or "optional"`},
 		{"unknown limit", base + "limits:\n  per_moon: {rate: 1, period: 1s}\n", "x/region.yaml: limits.per_moon: unknown limit"},
