@@ -52,6 +52,16 @@ func TestLimitValidate(t *testing.T) {
 		{"negative burst", Limit{Key: "k", Rate: 1, Period: time.Second, Burst: -1}, false},
 		{"sub-nanosecond interval", Limit{Key: "k", Rate: 2, Period: time.Nanosecond}, false},
 		{"overflowing burst", Limit{Key: "k", Rate: 1, Period: 24 * time.Hour, Burst: 1 << 40}, false},
+		{"gcra rate above window max", Limit{Key: "k", Rate: 100, Period: time.Minute}, true},
+		{"window three a day", Limit{Key: "k", Rate: 3, Period: 24 * time.Hour, Window: true}, true},
+		{"window max rate", Limit{Key: "k", Rate: MaxWindowRate, Period: time.Minute, Window: true}, true},
+		{"window rate above max", Limit{Key: "k", Rate: MaxWindowRate + 1, Period: time.Minute, Window: true}, false},
+		{"window burst set", Limit{Key: "k", Rate: 3, Period: time.Minute, Burst: 3, Window: true}, false},
+		{"window negative burst", Limit{Key: "k", Rate: 3, Period: time.Minute, Burst: -1, Window: true}, false},
+		{"window zero rate", Limit{Key: "k", Period: time.Minute, Window: true}, false},
+		{"window zero period", Limit{Key: "k", Rate: 1, Window: true}, false},
+		{"window sub-nanosecond", Limit{Key: "k", Rate: 2, Period: time.Nanosecond, Window: true}, false},
+		{"window period too long", Limit{Key: "k", Rate: 1, Period: maxWindowPeriod + 1, Window: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,8 +73,13 @@ func TestLimitValidate(t *testing.T) {
 				return
 			}
 			var e *Error
-			if !errors.As(err, &e) || e.Code != CodeInvalidLimit {
+			if !errors.As(err, &e) || e.Code != CodeInvalidLimit || e.Message == "" {
 				t.Fatalf("Validate() = %v, want code %s", err, CodeInvalidLimit)
+			}
+			// A limit that cannot be enforced refuses: a broken policy fails closed.
+			l := newLimiter(t, 100)
+			if _, d := l.Reserve(t0, []Limit{tt.lim}); d == nil || d.Code() != CodeInvalidLimit {
+				t.Fatalf("Reserve = %v, want %s", d, CodeInvalidLimit)
 			}
 		})
 	}

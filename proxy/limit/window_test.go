@@ -1,7 +1,6 @@
 package limit
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -11,44 +10,6 @@ import (
 	"testing"
 	"time"
 )
-
-func TestWindowValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		lim  Limit
-		ok   bool
-	}{
-		{"three a day", Limit{Key: "k", Rate: 3, Period: 24 * time.Hour, Window: true}, true},
-		{"max rate", Limit{Key: "k", Rate: MaxWindowRate, Period: time.Minute, Window: true}, true},
-		{"rate above max", Limit{Key: "k", Rate: MaxWindowRate + 1, Period: time.Minute, Window: true}, false},
-		{"burst set", Limit{Key: "k", Rate: 3, Period: time.Minute, Burst: 3, Window: true}, false},
-		{"negative burst", Limit{Key: "k", Rate: 3, Period: time.Minute, Burst: -1, Window: true}, false},
-		{"zero rate", Limit{Key: "k", Period: time.Minute, Window: true}, false},
-		{"zero period", Limit{Key: "k", Rate: 1, Window: true}, false},
-		{"sub-nanosecond", Limit{Key: "k", Rate: 2, Period: time.Nanosecond, Window: true}, false},
-		{"period too long", Limit{Key: "k", Rate: 1, Period: maxWindowPeriod + 1, Window: true}, false},
-		{"gcra rate above window max", Limit{Key: "k", Rate: 100, Period: time.Minute}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.lim.Validate()
-			if tt.ok {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			var e *Error
-			if !errors.As(err, &e) || e.Code != CodeInvalidLimit || e.Message == "" {
-				t.Fatalf("Validate() = %v, want code %s", err, CodeInvalidLimit)
-			}
-			l := newLimiter(t, 100)
-			if _, d := l.Reserve(t0, []Limit{tt.lim}); d == nil || d.Code() != CodeInvalidLimit {
-				t.Fatalf("Reserve = %v, want %s", d, CodeInvalidLimit)
-			}
-		})
-	}
-}
 
 func TestReserveWindow(t *testing.T) {
 	const day = 24 * time.Hour
