@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -309,33 +308,15 @@ func TestPluginKillDuringSend(t *testing.T) {
 func TestPluginSendWhileDown(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	// Every start after the first fails, so the plugin stays down once killed.
-	var starts atomic.Int32
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p, err := provider.Launch(ctx, provider.LaunchConfig{
-		Name: "simulator",
-		Cmd: func() *exec.Cmd {
-			if starts.Add(1) == 1 {
-				return simulatorCmd()
-			}
-			return exec.Command("true")
-		},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatalf("Launch: %v", err)
-	}
+	p, _ := launchThenSwap(t, func() *exec.Cmd { return exec.Command("true") })
 	defer p.Close()
-	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
 	for deadline := time.Now().Add(30 * time.Second); p.Pid() != 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the plugin was not noticed down within 30s")
 		}
 	}
 
-	_, err = p.Send(context.Background(), batch("down", 2))
+	_, err := p.Send(context.Background(), batch("down", 2))
 	var pe *provider.Error
 	if !errors.As(err, &pe) || pe.Code != provider.CodeUnavailable || !pe.Retryable || !pe.NotSent {
 		t.Fatalf("Send while restarting: %#v, want a retryable %q error with NotSent", err, provider.CodeUnavailable)
