@@ -129,13 +129,19 @@ func (t *trail) linkPendingTx(ctx context.Context, tx pgx.Tx, tags map[int64]*se
 		return head, err
 	}
 	b = &pgx.Batch{}
-	b.Queue(qMovePending, l.ids, l.seqs, l.sealed, l.refs, l.prev, l.hash)
-	b.Queue(`DELETE FROM audit_pending`)
-	b.Queue(`UPDATE chain_head SET seq = $1, hash = $2`, l.head.Seq, l.head.Hash)
+	l.queueAdvance(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return head, err
 	}
 	return l.head, nil
+}
+
+// queueAdvance queues what makes l the trail: the linked events moved from audit_pending into
+// audit_events, and the chain head moved to l's last event.
+func (l links) queueAdvance(b *pgx.Batch) {
+	b.Queue(qMovePending, l.ids, l.seqs, l.sealed, l.refs, l.prev, l.hash)
+	b.Queue(`DELETE FROM audit_pending`)
+	b.Queue(`UPDATE chain_head SET seq = $1, hash = $2`, l.head.Seq, l.head.Hash)
 }
 
 // trail is the store's side of the audit trail: the keyring, the sealer and the background

@@ -242,9 +242,7 @@ func (w *writer) send(batch []*writeOp, live []int) (failed int, err error) {
 			rollback()
 			return -1, err
 		}
-		b.Queue(qMovePending, l.ids, l.seqs, l.sealed, l.refs, l.prev, l.hash)
-		b.Queue(`DELETE FROM audit_pending`)
-		b.Queue(`UPDATE chain_head SET seq = $1, hash = $2`, l.head.Seq, l.head.Hash)
+		l.queueAdvance(b)
 		newHead = l.head
 	}
 	b.Queue("COMMIT")
