@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -340,5 +342,63 @@ func TestDecodeStrictReadsKeysAsDecoded(t *testing.T) {
 				t.Errorf("message %q, want %q", jsonProblem(err), tc.msg)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a log sink the server and the test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUnreadableRequestsLeaveNothingInTheLog sends requests the HTTP server cannot parse, carrying
+// a body with a code, a phone number and an API key: the server's own error log must hold none of it.
+func TestUnreadableRequestsLeaveNothingInTheLog(t *testing.T) {
+	var logs lockedBuffer
+	f := New(&fakeProxy{}, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	ln := fasthttputil.NewInmemoryListener()
+	go func() { _ = f.Serve(ln) }()
+	t.Cleanup(func() { _ = f.Shutdown(context.Background()) })
+	body := `{"from":"PAYLINK88","to":"+6591234567","body":"Jane Tan, your code is 771234"}`
+	for _, raw := range []string{
+		"POST /v1/messages HTTP/1.1\r\nHost: p\r\nContent-Length: 78\r\nContent-Length: 78\r\n\r\n" + body,
+		"GET / HTTP/1.1\r\nHost: p\r\nX-Api-Key smsproxy-dev-key\r\n\r\n",
+		"GARBAGE6591230104 line without spaces\r\n\r\n",
+	} {
+		conn, err := ln.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.ReadAll(conn)
+		_ = conn.Close()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for strings.Count(logs.String(), "\n") < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := logs.String()
+	if got == "" {
+		t.Fatal("the server logged none of the unreadable requests")
+	}
+	for _, secret := range []string{"771234", "Jane Tan", "6591234567", "smsproxy-dev-key", "6591230104"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, got)
+		}
 	}
 }
