@@ -274,3 +274,20 @@ func TestOTPPerDeviceIsAWindow(t *testing.T) {
 		t.Fatalf("OTP a day after the first three: %v", err)
 	}
 }
+
+// TestFooterThatOverflowsIsRefused: a body that fits in the most segments allowed, but not with the
+// opt-out footer the destination requires, is refused with body_too_long rather than sent longer.
+func TestFooterThatOverflowsIsRefused(t *testing.T) {
+	p, _ := submitProxy(t)
+	d := sms.Draft{App: "dev", To: "+14155550123", From: "+14155550100", Category: "transaction",
+		Body: strings.Repeat("a", 153*sms.MaxSegments)}
+	_, err := p.Submit(context.Background(), "dev", d)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != sms.CodeBodyTooLong || e.Rule != "obligations" {
+		t.Fatalf("ten full segments plus the US footer: %v; want body_too_long from the obligations", err)
+	}
+	d.Body = strings.Repeat("a", 153*sms.MaxSegments-40)
+	if _, err := p.Submit(context.Background(), "dev", d); err != nil {
+		t.Fatalf("a body with room for the footer: %v", err)
+	}
+}

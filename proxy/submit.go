@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/smsproxy/smsproxy/proxy/route"
 	"github.com/smsproxy/smsproxy/proxy/sms"
 	"github.com/smsproxy/smsproxy/proxy/store"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Submit takes one message from an app through every step: normalise, gather facts, decide, reserve
@@ -71,6 +73,12 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 		return sms.Accepted{}, refused(dec.Reasons)
 	}
 	applyObligations(&msg, dec.Obligations)
+	if msg.Segments > sms.MaxSegments {
+		reason := policy.Reason{Code: sms.CodeBodyTooLong, Rule: "obligations",
+			Message: fmt.Sprintf("With the text the destination requires (an opt-out footer), the body takes %d segments; at most %d are allowed.", msg.Segments, sms.MaxSegments)}
+		p.refuse(ctx, &msg, masks, dec.Revision, []policy.Reason{reason})
+		return sms.Accepted{}, refused([]policy.Reason{reason})
+	}
 
 	// The providers to try: the decision's route, else the country's; a message no running provider
 	// can take is refused now rather than accepted and never sent.
@@ -260,7 +268,7 @@ func maskParams(msg *sms.Message, masks map[string]string) string {
 	for field, style := range masks { // a few entries, most not about parameters
 		name, ok := strings.CutPrefix(field, "template.params.")
 		if v := msg.Template.Params[name]; ok && style != "none" && v != "" {
-			ps = append(ps, param{v, style})
+			ps = append(ps, param{norm.NFC.String(v), style}) // as in the body, which Normalize composed
 		}
 	}
 	slices.SortFunc(ps, func(a, b param) int { return len(b.value) - len(a.value) })

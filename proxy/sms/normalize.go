@@ -2,7 +2,10 @@ package sms
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits Normalize enforces.
@@ -89,6 +92,9 @@ func Normalize(d Draft, t *Templates) (Message, error) {
 	default:
 		m.Body = d.Body
 	}
+	// Composed form (NFC): "e" + a combining accent becomes "é", which GSM-7 has, rather than
+	// two characters that force UCS-2 and halve what a segment holds.
+	m.Body = norm.NFC.String(m.Body)
 	if err := checkBody(m.Body); err != nil {
 		return Message{}, err
 	}
@@ -119,10 +125,16 @@ func checkBody(body string) error {
 			return errorf(CodeInvalidBody, "body", "the body contains the control character U+%04X", r)
 		}
 	}
-	if strings.TrimSpace(body) == "" {
+	if strings.TrimFunc(body, invisible) == "" {
 		return errorf(CodeInvalidBody, "body", "the body is blank")
 	}
 	return nil
+}
+
+// invisible reports whether r shows nothing: white space or a format character (zero-width space,
+// byte order mark, word joiner).
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)
 }
 
 // isControl reports whether r is a C0 or C1 control character or DEL.

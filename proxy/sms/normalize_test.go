@@ -106,6 +106,7 @@ func TestNormalizeErrors(t *testing.T) {
 		{"DEL in body", with(func(d *Draft) { d.Body = "a\x7fb" }), "invalid_body", "body"},
 		{"invalid UTF-8 body", with(func(d *Draft) { d.Body = "a\xffb" }), "invalid_body", "body"},
 		{"blank body", with(func(d *Draft) { d.Body = " \n " }), "invalid_body", "body"},
+		{"invisible body", with(func(d *Draft) { d.Body = "\u200b\ufeff \u2060" }), "invalid_body", "body"},
 		{"control char injected by a param", with(func(d *Draft) {
 			d.Body, d.Template = "", &TemplateRef{ID: "otp_us", Params: map[string]string{"code": "1\x00", "minutes": "5"}}
 		}), "invalid_body", "body"},
@@ -189,5 +190,19 @@ func BenchmarkNormalize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestNormalizeComposesTheBody: a body in decomposed form (e + combining acute) is sent composed,
+// which GSM-7 can carry, instead of as UCS-2 at half the characters per segment.
+func TestNormalizeComposesTheBody(t *testing.T) {
+	ts := mustTemplates(t)
+	m, err := Normalize(Draft{App: "payments", To: "+6591234567", From: "PAYLINK88", Category: "transaction",
+		Body: "Cafe\u0301 paid"}, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Body != "Caf\u00e9 paid" || m.Encoding != EncodingGSM7 || m.Segments != 1 {
+		t.Errorf("Normalize = %q %s %d, want %q GSM-7 1", m.Body, m.Encoding, m.Segments, "Caf\u00e9 paid")
 	}
 }

@@ -184,6 +184,9 @@ func TestClassifySenderInvalid(t *testing.T) {
 		"+99912345678",
 		"+65 9123 4567 #",
 		"\xffAB",
+		"Bank\nX", // control characters are GSM-7 but not a sender's
+		"Bank\r",
+		"A\fB",
 	} {
 		t.Run(in, func(t *testing.T) {
 			_, err := ClassifySender(in)

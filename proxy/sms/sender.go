@@ -1,6 +1,7 @@
 package sms
 
 import (
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -37,6 +38,8 @@ func ClassifySender(from string) (Sender, error) {
 	if hasLetter(from) {
 		septets, ok := gsm7Septets(from)
 		switch {
+		case strings.ContainsFunc(from, isControl):
+			return Sender{}, errorf(CodeInvalidSender, "from", "an alphanumeric sender may not contain control characters")
 		case !ok:
 			return Sender{}, errorf(CodeInvalidSender, "from", "an alphanumeric sender may only use characters of the GSM-7 alphabet")
 		case septets > MaxAlphanumericSeptets:
