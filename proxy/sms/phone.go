@@ -2,6 +2,7 @@ package sms
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -51,7 +52,7 @@ func ParsePhone(s string) (Phone, error) {
 func parseE164(e164 string) (Phone, error) {
 	var num phonenumbers.PhoneNumber
 	info, ok := lookupNumber(e164, &num)
-	if !ok || info.typ == phonenumbers.UNKNOWN || !validRegion(info.region) {
+	if !ok || info.typ == phonenumbers.UNKNOWN || !validRegion(info.region) || len(info.e164) > 1+maxE164Digits {
 		return Phone{}, errorf(CodeInvalidPhone, "to", "the number is not a valid phone number of any country")
 	}
 	return Phone{E164: info.e164, Country: info.region, CallingCode: info.callingCode, Type: numberTypes[info.typ]}, nil
@@ -143,19 +144,24 @@ func fastNumber(e164 string, num *phonenumbers.PhoneNumber) bool {
 }
 
 // stripE164 drops the separators people write inside numbers and checks the E.164 shape:
-// "+", a first digit other than 0, and at most 15 digits in all.
+// "+", a first digit other than 0, and at most 15 digits in all, or 16 when a national prefix is
+// written as "(0)" (+49 (0)30 …), which libphonenumber removes; parseE164 checks the result.
 func stripE164(s string) (string, bool) {
 	if len(s) < 2 || s[0] != '+' || len(s) > 64 {
 		return "", false
 	}
-	var buf [1 + maxE164Digits]byte
+	var buf [2 + maxE164Digits]byte
 	buf[0] = '+'
+	limit := 1 + maxE164Digits
+	if strings.Contains(s, "(0)") {
+		limit++
+	}
 	n := 1
 	for i := 1; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= '0' && c <= '9':
-			if n == len(buf) {
+			if n == limit {
 				return "", false
 			}
 			buf[n] = c

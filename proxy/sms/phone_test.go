@@ -35,6 +35,7 @@ func TestParsePhone(t *testing.T) {
 		{"+1 613 555 0123", Phone{"+16135550123", "CA", 1, "fixed_line_or_mobile"}},
 		{"+447400123456", Phone{"+447400123456", "GB", 44, "mobile"}},
 		{"+44 (0)20 7946 0958", Phone{"+442079460958", "GB", 44, "fixed_line"}},
+		{"+49 (0)30 12345678901", Phone{"+493012345678901", "DE", 49, "fixed_line"}}, // 15 digits once the written 0 goes
 		{"+4915112345678", Phone{"+4915112345678", "DE", 49, "mobile"}},
 		{"+49 89 12345678", Phone{"+498912345678", "DE", 49, "fixed_line"}},
 		{"+6281234567890", Phone{"+6281234567890", "ID", 62, "mobile"}},
