@@ -20,7 +20,12 @@ type Error struct {
 }
 
 // Error returns the code and the sentence.
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.err != nil {
+		return e.Code + ": " + e.Message + ": " + e.err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
 
 // Unwrap returns the underlying error, if any.
 func (e *Error) Unwrap() error { return e.err }

@@ -63,8 +63,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// 3 decide; a shadow candidate, if any, sees the same input afterwards and never changes the answer.
 	dec, err := p.policy.Decide(ctx, in)
 	if err != nil {
-		p.log.Error("policy evaluation failed", "err", err, "revision", p.policy.Revision())
-		return sms.Accepted{}, unavailable("policy_unavailable", err)
+		return sms.Accepted{}, unavailable("policy_unavailable", fmt.Errorf("policy revision %s: %w", p.policy.Revision(), err))
 	}
 	p.shadow.observe(in, &dec)
 	masks := maskSet(dec.Masks)
@@ -95,8 +94,7 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// 4 limit: every limit the decision named, all or none.
 	limits, err := toLimits(dec.Limits)
 	if err != nil {
-		p.log.Error("policy declared an invalid limit", "err", err, "revision", dec.Revision)
-		return sms.Accepted{}, unavailable("policy_unavailable", err)
+		return sms.Accepted{}, unavailable("policy_unavailable", fmt.Errorf("policy revision %s declared an invalid limit: %w", dec.Revision, err))
 	}
 	res, denied := p.limiter.Reserve(now, limits)
 	if denied != nil {
