@@ -291,3 +291,30 @@ func TestFooterThatOverflowsIsRefused(t *testing.T) {
 		t.Fatalf("a body with room for the footer: %v", err)
 	}
 }
+
+// TestIdempotencyKeyIsCheckedFirst: Submit refuses a key longer than 128 characters before it locks
+// or looks it up (whichever front the request came through), and counts characters, not bytes.
+func TestIdempotencyKeyIsCheckedFirst(t *testing.T) {
+	p, _ := submitProxy(t)
+	d := sms.Draft{App: "dev", To: "+6591234567", From: "PAYLINK88", Category: "transaction", Body: "Transfer sent."}
+	for _, tc := range []struct {
+		name, key string
+		ok        bool
+	}{
+		{"128 characters", strings.Repeat("k", sms.MaxIdempotencyKeyChars), true},
+		{"128 two-byte characters", strings.Repeat("é", sms.MaxIdempotencyKeyChars), true},
+		{"129 characters", strings.Repeat("k", sms.MaxIdempotencyKeyChars+1), false},
+		{"255 characters", strings.Repeat("k", 255), false},
+		{"a control character", "order\n42", false},
+	} {
+		d.IdempotencyKey = tc.key
+		_, err := p.Submit(context.Background(), "dev", d)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		var se *sms.Error
+		if !tc.ok && (!errors.As(err, &se) || se.Code != sms.CodeInvalidIdempotencyKey) {
+			t.Errorf("%s: %v, want %s", tc.name, err, sms.CodeInvalidIdempotencyKey)
+		}
+	}
+}

@@ -31,6 +31,9 @@ func (p *Proxy) Submit(ctx context.Context, app string, d sms.Draft) (sms.Accept
 	// A repeated Idempotency-Key gets the original answer, whatever the policy or limits say now.
 	reqHash := requestHash(d)
 	if d.IdempotencyKey != "" {
+		if err := sms.CheckIdempotencyKey(d.IdempotencyKey); err != nil {
+			return sms.Accepted{}, err // before the key is locked or looked up
+		}
 		unlock, err := p.keyLocks.lock(ctx, app, d.IdempotencyKey)
 		if err != nil {
 			return sms.Accepted{}, inProgress(err)

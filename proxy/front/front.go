@@ -156,12 +156,6 @@ func (f *Front) postMessage(rc *fasthttp.RequestCtx) {
 		writeError(rc, fasthttp.StatusBadRequest, "invalid_json", jsonProblem(err), "")
 		return
 	}
-	key := rc.Request.Header.Peek("Idempotency-Key")
-	if len(key) > sms.MaxIdempotencyKeyChars*utf8.UTFMax || utf8.RuneCount(key) > sms.MaxIdempotencyKeyChars {
-		writeError(rc, fasthttp.StatusBadRequest, sms.CodeInvalidIdempotencyKey,
-			"Idempotency-Key is at most "+strconv.Itoa(sms.MaxIdempotencyKeyChars)+" characters.", "")
-		return
-	}
 	d := sms.Draft{
 		App:            app,
 		To:             req.To,
@@ -170,7 +164,7 @@ func (f *Front) postMessage(rc *fasthttp.RequestCtx) {
 		Category:       req.Category,
 		DeviceID:       req.DeviceID,
 		Metadata:       req.Metadata,
-		IdempotencyKey: string(key),
+		IdempotencyKey: string(rc.Request.Header.Peek("Idempotency-Key")),
 	}
 	if req.Body != nil {
 		d.Body = *req.Body

@@ -256,29 +256,6 @@ func TestUnavailableIsLoggedAndSaysRetryAfter(t *testing.T) {
 	}
 }
 
-func TestIdempotencyKeyLimitMatchesValidation(t *testing.T) {
-	cases := []struct {
-		name, key string
-		status    int
-	}{
-		{"128 characters", strings.Repeat("k", sms.MaxIdempotencyKeyChars), 201},
-		{"128 two-byte characters", strings.Repeat("é", sms.MaxIdempotencyKeyChars), 201},
-		{"129 characters", strings.Repeat("k", sms.MaxIdempotencyKeyChars+1), 400},
-		{"255 characters", strings.Repeat("k", 255), 400},
-	}
-	for _, tc := range cases {
-		fp := &fakeProxy{acc: sms.Accepted{ID: "msg_1"}}
-		c := serve(t, fp, true)
-		r := call(t, c, "POST", "/v1/messages", "Bearer "+key, "application/json", okMessage, "Idempotency-Key", tc.key)
-		if r.status != tc.status || (tc.status == 400 && r.body["code"] != sms.CodeInvalidIdempotencyKey) {
-			t.Errorf("%s: %d %v, want %d", tc.name, r.status, r.body, tc.status)
-		}
-		if tc.status == 201 && fp.got.IdempotencyKey != tc.key {
-			t.Errorf("%s: key %q reached Submit as %q", tc.name, tc.key, fp.got.IdempotencyKey)
-		}
-	}
-}
-
 func BenchmarkDecodeStrict(b *testing.B) {
 	body := []byte(`{"to":"+6591234567","from":"PAYLINK88","category":"otp","template":{"id":"otp","locale":"en","params":{"code":"1234"}},"device_id":"d1","metadata":{"order":"7"}}`)
 	b.ReportAllocs()

@@ -106,8 +106,8 @@ func Normalize(d Draft, t *Templates) (Message, error) {
 	if !checkText(d.DeviceID, MaxDeviceIDChars) {
 		return Message{}, errorf(CodeInvalidDeviceID, "device_id", "the device id must be at most %d printable characters", MaxDeviceIDChars)
 	}
-	if !checkText(d.IdempotencyKey, MaxIdempotencyKeyChars) {
-		return Message{}, errorf(CodeInvalidIdempotencyKey, "idempotency_key", "the idempotency key must be at most %d printable characters", MaxIdempotencyKeyChars)
+	if err := CheckIdempotencyKey(d.IdempotencyKey); err != nil {
+		return Message{}, err
 	}
 	if m.Metadata, err = copyMetadata(d.Metadata); err != nil {
 		return Message{}, err
@@ -127,6 +127,15 @@ func checkBody(body string) error {
 	}
 	if strings.TrimFunc(body, invisible) == "" {
 		return errorf(CodeInvalidBody, "body", "the body is blank")
+	}
+	return nil
+}
+
+// CheckIdempotencyKey refuses a key of more than MaxIdempotencyKeyChars characters or with control
+// characters. Normalize checks it too; a caller that looks the key up first checks it before.
+func CheckIdempotencyKey(key string) error {
+	if !checkText(key, MaxIdempotencyKeyChars) {
+		return errorf(CodeInvalidIdempotencyKey, "idempotency_key", "the idempotency key must be at most %d printable characters", MaxIdempotencyKeyChars)
 	}
 	return nil
 }
