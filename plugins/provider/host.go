@@ -469,16 +469,16 @@ func (p *Plugin) Receive(ctx context.Context, handle func(Event) error) error {
 	delay := backoffMin
 	for {
 		p.mu.Lock()
-		closed, failed, inst, changed := p.closed, p.failed != nil, p.inst, p.changed
+		closed, inst, changed := p.closed, p.inst, p.changed
 		var failure error
-		if failed {
+		if p.failed != nil {
 			failure = p.failedError()
 		}
 		p.mu.Unlock()
 		if closed {
 			return p.closedError()
 		}
-		if failed {
+		if failure != nil {
 			return failure
 		}
 		if inst == nil {
@@ -533,16 +533,16 @@ func (p *Plugin) Receive(ctx context.Context, handle func(Event) error) error {
 func (p *Plugin) Ready(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		closed, failed, inst, changed := p.closed, p.failed != nil, p.inst, p.changed
+		closed, inst, changed := p.closed, p.inst, p.changed
 		var failure error
-		if failed {
+		if p.failed != nil {
 			failure = p.failedError()
 		}
 		p.mu.Unlock()
 		switch {
 		case closed:
 			return p.closedError()
-		case failed:
+		case failure != nil:
 			return failure
 		case inst != nil:
 			return nil
